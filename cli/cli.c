@@ -1,0 +1,90 @@
+#include "cli/cli.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "common/common_conf.h"
+#include "common/err.h"
+#include "common/log.h"
+
+extern char **environ;
+
+const sn_conf_def_t *const cli_conf_tables[] = {
+    sn_common_conf_defs,
+};
+const char *const cli_conf_titles[] = {
+    "General",
+};
+const size_t cli_conf_ntables = sizeof(cli_conf_tables) / sizeof(cli_conf_tables[0]);
+
+volatile int cli_stop = 0;
+
+static void on_signal(int sig) {
+    (void)sig;
+    cli_stop = 1;
+}
+
+void cli_install_signals(void) {
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int cli_conf_opt(cli_conf_args_t *args, int opt, const char *arg) {
+    if (opt == 'c') {
+        args->file = arg;
+        return 1;
+    }
+    if (opt != 'X') return 0;
+    if (args->nx >= (int)(sizeof(args->x) / sizeof(args->x[0]))) {
+        fprintf(stderr, "sentinel: too many -X options\n");
+        return -1;
+    }
+    args->x[args->nx++] = arg;
+    return 1;
+}
+
+void cli_conf_usage(FILE *out) {
+    fprintf(out, "  -c FILE          read configuration (key=value lines) from FILE\n"
+                 "  -X KEY=VALUE     set a configuration key (overrides file and environment);\n"
+                 "                   kafka.* keys pass through to librdkafka\n");
+}
+
+sn_conf_t *cli_conf_build(const cli_conf_args_t *args) {
+    char errstr[512];
+    sn_conf_t *conf = sn_conf_new(cli_conf_tables, cli_conf_ntables, errstr, sizeof(errstr));
+
+    if (!conf) goto fail;
+    if (args->file && sn_conf_load_file(conf, args->file, errstr, sizeof(errstr)) != 0) goto fail;
+    if (sn_conf_load_env(conf, environ, errstr, sizeof(errstr)) != 0) goto fail;
+    for (int i = 0; i < args->nx; i++) {
+        char key[256];
+        const char *eq = strchr(args->x[i], '=');
+
+        if (!eq || eq == args->x[i] || (size_t)(eq - args->x[i]) >= sizeof(key)) {
+            snprintf(errstr, sizeof(errstr), "-X: expected key=value, got \"%s\"", args->x[i]);
+            goto fail;
+        }
+        memcpy(key, args->x[i], (size_t)(eq - args->x[i]));
+        key[eq - args->x[i]] = '\0';
+        if (sn_conf_set(conf, key, eq + 1, "-X", errstr, sizeof(errstr)) != 0) goto fail;
+    }
+    sn_log_set_level((enum sn_log_level)sn_log_level_parse(sn_conf_str(conf, "log.level")));
+    {
+        const char *fmt = sn_conf_str(conf, "log.format");
+
+        sn_log_set_format(strcmp(fmt, "json") == 0   ? SN_LOG_FORMAT_JSON
+                          : strcmp(fmt, "text") == 0 ? SN_LOG_FORMAT_TEXT
+                                                     : SN_LOG_FORMAT_AUTO);
+    }
+    return conf;
+fail:
+    fprintf(stderr, "sentinel: %s\n", errstr);
+    sn_conf_destroy(conf);
+    return NULL;
+}
