@@ -47,7 +47,7 @@ int cmd_config(int argc, char **argv) {
         return SN_EXIT_OK;
     }
     if (!(conf = cli_conf_build(&args))) goto out;
-    if (!(rk_conf = sn_kafka_conf_new(conf, errstr, sizeof(errstr)))) {
+    if (!(rk_conf = sn_kafka_conf_new(conf, NULL, errstr, sizeof(errstr)))) {
         fprintf(stderr, "sentinel: %s\n", errstr);
         goto out;
     }

@@ -401,8 +401,20 @@ void sn_conf_write_markdown(const sn_conf_def_t *const *tables, const char *cons
                 snprintf(range, sizeof(range), "%.0f .. %.0f", d->min, d->max);
             else if (d->type == SN_CONF_DOUBLE)
                 snprintf(range, sizeof(range), "%g .. %g", d->min, d->max);
-            else if (d->type == SN_CONF_ENUM)
-                snprintf(range, sizeof(range), "%s", d->choices);
+            else if (d->type == SN_CONF_ENUM) {
+                /* '|' would end the markdown cell */
+                size_t n = 0;
+
+                for (const char *c = d->choices; *c && n + 3 < sizeof(range); c++) {
+                    if (*c == '|') {
+                        range[n++] = ',';
+                        range[n++] = ' ';
+                    } else {
+                        range[n++] = *c;
+                    }
+                }
+                range[n] = '\0';
+            }
             fprintf(out, "| `%s` | %s%s | `%s` | %s | %s |\n", d->name, type_name(d->type),
                     (d->flags & SN_CONF_F_SECRET) ? ", secret" : "", d->def, range, d->help);
         }

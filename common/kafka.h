@@ -11,10 +11,13 @@
 
 #include "common/conf.h"
 
-/* Returns a new librdkafka config holding every kafka.* key (caller frees with
- * rd_kafka_conf_destroy, or hands it to rd_kafka_new which takes it over), or
- * NULL with errstr set. */
-rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, char *errstr, size_t errstr_size);
+/* Returns a new librdkafka config holding defaults (borrowed; pairs of key and
+ * value ending with NULL, or NULL: what the caller's role needs, such as
+ * enable.idempotence) and then every kafka.* key, so an operator's own keys win.
+ * The caller frees it with rd_kafka_conf_destroy or hands it to rd_kafka_new,
+ * which takes it over. NULL with errstr set on a bad key. */
+rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults,
+                                   char *errstr, size_t errstr_size);
 
 /* "2.0.2": the librdkafka this process runs with. */
 const char *sn_kafka_version(void);

@@ -1,0 +1,35 @@
+# Sourced by the integration tests: shared helpers. Not a test itself.
+# Expects the local stack's environment (eval "$(infra/local/stack env)").
+
+SN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SN_CACHE_DIR=${SN_CACHE_DIR:-$HOME/.cache/sentinel}
+SENTINEL_BIN=${SENTINEL_BIN:-$SN_ROOT/build/sentinel}
+SN_PY="$SN_CACHE_DIR/venv/bin/python"
+
+# Creates (once) the venv with tests/requirements.txt; re-installs when the file
+# changes.
+sn_venv() {
+  local stamp="$SN_CACHE_DIR/venv/.requirements"
+  if [ ! -x "$SN_PY" ]; then
+    mkdir -p "$SN_CACHE_DIR"
+    python3 -m venv "$SN_CACHE_DIR/venv" || return 1
+  fi
+  if ! cmp -s "$SN_ROOT/tests/requirements.txt" "$stamp"; then
+    "$SN_CACHE_DIR/venv/bin/pip" install -q -r "$SN_ROOT/tests/requirements.txt" || return 1
+    cp "$SN_ROOT/tests/requirements.txt" "$stamp"
+  fi
+}
+
+# A fresh topic name per test run, so reruns never see old data.
+sn_topic() { echo "$1-$(date +%s)-$$"; }
+
+sn_pass=0 sn_fail=0
+ok() { sn_pass=$((sn_pass + 1)); echo "  ok: $*"; }
+not_ok() { sn_fail=$((sn_fail + 1)); echo "  FAILED: $*"; }
+# check DESCRIPTION COMMAND...: passes when the command exits 0
+check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+# Prints the closing line and returns the status.
+sn_done() {
+  echo "$(basename "$0" .sh): $sn_pass passed, $sn_fail failed"
+  [ "$sn_fail" -eq 0 ]
+}
