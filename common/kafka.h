@@ -19,6 +19,24 @@
 rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults,
                                    char *errstr, size_t errstr_size);
 
+/* An in-process Kafka cluster (librdkafka's mock cluster) for the embedded demo
+ * and fault-injection tests: no broker process, no Java. Not for the end-to-end
+ * tests, which run against a real broker. */
+typedef struct sn_kafka_mock sn_kafka_mock_t;
+
+/* Starts a mock cluster of nbrokers. NULL with errstr set on failure. */
+sn_kafka_mock_t *sn_kafka_mock_new(int nbrokers, char *errstr, size_t errstr_size);
+
+/* Creates topic with npartitions (before anyone produces to it). */
+int sn_kafka_mock_topic(sn_kafka_mock_t *m, const char *topic, int npartitions, char *errstr,
+                        size_t errstr_size);
+
+/* "host:port,..." to use as bootstrap.servers; borrowed from m. */
+const char *sn_kafka_mock_bootstraps(const sn_kafka_mock_t *m);
+
+/* Stops the cluster. NULL-safe. Every client of it must be destroyed first. */
+void sn_kafka_mock_destroy(sn_kafka_mock_t *m);
+
 /* "2.0.2": the librdkafka this process runs with. */
 const char *sn_kafka_version(void);
 
