@@ -133,13 +133,13 @@ sn_histogram_t *sn_histogram_vec_get(sn_histogram_vec_t *vec, const char *const 
 /* ---- values computed at render time ------------------------------------ */
 
 /* Returns the gauge's current value; NaN omits the sample from this scrape. */
-typedef double (*sn_metrics_gauge_fn)(void *opaque);
+typedef double (*sn_metrics_value_cb)(void *opaque);
 
 /* Passed to a collector; valid only during the call. */
 typedef struct sn_metrics_emitter sn_metrics_emitter_t;
 
 /* Reports the current label sets and values through sn_metrics_emit(). */
-typedef void (*sn_metrics_collect_fn)(void *opaque, sn_metrics_emitter_t *em);
+typedef void (*sn_metrics_collect_cb)(void *opaque, sn_metrics_emitter_t *em);
 
 /* Registers a gauge whose value fn computes at each render ("age of the oldest
  * unarchived event"). fn runs on the rendering thread (the HTTP thread) with
@@ -149,7 +149,7 @@ typedef void (*sn_metrics_collect_fn)(void *opaque, sn_metrics_emitter_t *em);
  * negative sn_err (SN_ERR_INVALID for a bad or clashing name, SN_ERR_NOMEM at
  * the max_metrics bound). */
 int sn_metrics_gauge_fn(sn_metrics_t *reg, const char *name, const char *help,
-                        sn_metrics_gauge_fn fn, void *opaque);
+                        sn_metrics_value_cb fn, void *opaque);
 
 /* Registers a labelled gauge family whose samples fn reports at each render
  * with sn_metrics_emit() (consumer lag per assigned partition), with the same
@@ -158,7 +158,7 @@ int sn_metrics_gauge_fn(sn_metrics_t *reg, const char *name, const char *help,
  * same label set twice in one call. */
 int sn_metrics_gauge_vec_fn(sn_metrics_t *reg, const char *name, const char *help,
                             const char *const *labels, size_t nlabels, size_t max_series,
-                            sn_metrics_collect_fn fn, void *opaque);
+                            sn_metrics_collect_cb fn, void *opaque);
 
 /* Reports one sample from a collector. values is borrowed for the call.
  * Returns 0, SN_ERR_INVALID for a bad label value (sample dropped) or
