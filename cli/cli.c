@@ -7,16 +7,19 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics_conf.h"
+#include "schemas/schemas_conf.h"
 
 extern char **environ;
 
 const sn_conf_def_t *const cli_conf_tables[] = {
     sn_common_conf_defs,
     sn_metrics_conf_defs,
+    sn_schemas_conf_defs,
 };
 const char *const cli_conf_titles[] = {
     "General",
     "Metrics and health endpoint",
+    "Schemas and the codec",
 };
 const size_t cli_conf_ntables = sizeof(cli_conf_tables) / sizeof(cli_conf_tables[0]);
 
