@@ -3,7 +3,9 @@
 
 SN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SN_CACHE_DIR=${SN_CACHE_DIR:-$HOME/.cache/sentinel}
-SENTINEL_BIN=${SENTINEL_BIN:-$SN_ROOT/build/sentinel}
+SN_BIN=${SN_BIN:-$SN_ROOT/build/sentinel}
+# Never export SENTINEL_* names for tooling: sentinel reads every SENTINEL_*
+# variable as a config key and stops on an unknown one.
 SN_PY="$SN_CACHE_DIR/venv/bin/python"
 
 # Creates (once) the venv with tests/requirements.txt; re-installs when the file

@@ -27,7 +27,7 @@ with open(path, "w") as f:
 PY
 
 topic=$(sn_topic produce)
-out=$("$SENTINEL_BIN" produce --jsonl "$work/events.jsonl" --topic "$topic" -q \
+out=$("$SN_BIN" produce --jsonl "$work/events.jsonl" --topic "$topic" -q \
       -X kafka.bootstrap.servers="$KAFKA_BOOTSTRAP_SERVERS" 2>"$work/produce.err")
 rc=$?
 echo "  $out"
@@ -82,25 +82,25 @@ check "every event consumed once, decoded by Python avro, values equal" test $? 
 
 # The bundled AI4I data through the preset.
 topic2=$(sn_topic ai4i)
-out=$("$SENTINEL_BIN" produce --csv "$SN_ROOT/data/ai4i2020.csv" --preset ai4i --skip 8000 --topic "$topic2" -q \
+out=$("$SN_BIN" produce --csv "$SN_ROOT/data/ai4i2020.csv" --preset ai4i --skip 8000 --topic "$topic2" -q \
       -X kafka.bootstrap.servers="$KAFKA_BOOTSTRAP_SERVERS" 2>&1)
 check "AI4I preset: last 2,000 rows delivered" grep -q "2000 delivered, 0 failed" <<<"$out"
 
 # A fleet, and its failures file.
 topic3=$(sn_topic fleet)
-out=$("$SENTINEL_BIN" produce --fleet 20 --events 5000 --seed 3 --failures-out "$work/failures.csv" \
+out=$("$SN_BIN" produce --fleet 20 --events 5000 --seed 3 --failures-out "$work/failures.csv" \
       --topic "$topic3" -q -X kafka.bootstrap.servers="$KAFKA_BOOTSTRAP_SERVERS" 2>&1)
 check "fleet: 5000 events delivered" grep -q "5000 delivered, 0 failed" <<<"$out"
 check "fleet: failures were labelled" test -s "$work/failures.csv"
 
 # Nothing listens on port 1: every delivery fails, and the exit code says so.
-"$SENTINEL_BIN" produce --fleet 2 --events 10 -q -X kafka.bootstrap.servers=127.0.0.1:1 \
+"$SN_BIN" produce --fleet 2 --events 10 -q -X kafka.bootstrap.servers=127.0.0.1:1 \
   -X kafka.message.timeout.ms=2000 >"$work/fail.out" 2>&1
 rc=$?
 check "undeliverable events: exit 1" test $rc -eq 1
 check "undeliverable events: counted as failed" grep -q "10 failed" "$work/fail.out"
 
-"$SENTINEL_BIN" produce --fleet 2 --events 10 -X kafka.no.such=1 >"$work/bad.out" 2>&1
+"$SN_BIN" produce --fleet 2 --events 10 -X kafka.no.such=1 >"$work/bad.out" 2>&1
 rc=$?
 check "unknown kafka key: exit 2" test $rc -eq 2
 check "unknown kafka key: named with librdkafka's message" grep -q "kafka.no.such.*No such configuration property" "$work/bad.out"
