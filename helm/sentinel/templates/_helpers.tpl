@@ -113,8 +113,8 @@ The merged configuration of a component as a dict: first-class values <
 
 {{/* sentinel.conf of a component: key=value lines, sorted. */}}
 {{- define "sentinel.conf" -}}
-{{- $conf := include "sentinel.confDict" . | fromYaml }}
-# Rendered by the sentinel chart for the {{ .component }}; read with -c.
+{{- $conf := include "sentinel.confDict" . | fromYaml -}}
+# sentinel.conf of the {{ .component }} role, rendered by the sentinel chart; read with -c.
 # Secrets come from SENTINEL_* environment variables, not from this file.
 {{- range $k := keys $conf | sortAlpha }}
 {{- if not (regexMatch "^[a-z0-9][a-z0-9._-]*$" $k) }}
@@ -157,7 +157,7 @@ The pod spec shared by every workload. Call with
 */}}
 {{- define "sentinel.podSpec" -}}
 {{- $root := .root }}
-{{- $c := index $root.Values .component }}
+{{- $c := index $root.Values .component -}}
 serviceAccountName: {{ include "sentinel.serviceAccountName" . }}
 # The binary does not talk to the Kubernetes API; IRSA's web identity token is a
 # projected volume of its own.
@@ -185,18 +185,20 @@ containers:
     command:
       {{- toYaml . | nindent 6 }}
     {{- end }}
+    {{- with .args }}
     args:
-      {{- toYaml .args | nindent 6 }}
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
     {{- $env := include "sentinel.env" . | trim }}
     {{- if $env }}
     env:
       {{- $env | nindent 6 }}
     {{- end }}
+    {{- if .longRunning }}
     ports:
       - name: metrics
         containerPort: {{ $root.Values.metrics.port }}
         protocol: TCP
-    {{- if .longRunning }}
     startupProbe:
       httpGet: {path: /healthz, port: metrics}
       {{- toYaml $c.probes.startup | nindent 6 }}
@@ -267,7 +269,7 @@ topologySpreadConstraints:
 
 {{/* Pod template metadata: labels and the config checksum that rolls pods on change. */}}
 {{- define "sentinel.podMetadata" -}}
-{{- $c := index .root.Values .component }}
+{{- $c := index .root.Values .component -}}
 labels:
   {{- include "sentinel.selectorLabels" . | nindent 2 }}
   app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
