@@ -1,0 +1,98 @@
+/* feature_redis.h: the online feature backend, with the state in Redis.
+ *
+ * Each machine's state lives in one hash, <prefix>:{<machine>}:<layout>
+ * (buckets, watermark, last values, late-drop count, last applied offset per
+ * partition, a version token), with a TTL; the hash tag keeps any future
+ * per-machine key in the same Redis Cluster slot. One Lua script call per
+ * machine per batch updates it atomically and idempotently (an offset at or
+ * below the stored one is a redelivery and changes nothing); the calls for
+ * all machines of a batch are pipelined, so a batch costs one round trip.
+ *
+ * The window maths runs in C, the in-memory engine's code, so the vectors
+ * equal the in-memory backend's bit for bit. Usually this process holds an
+ * exact copy of a machine's state (feature.cache.machines): it applies the
+ * events to the copy and the script only stores the result, after checking
+ * that the stored version is the copy's (compare-and-set). Without a current
+ * copy (first sight, another scorer wrote since, a restart) the script applies
+ * the events itself, with the same IEEE operations, and returns the pre-batch
+ * state for C to replay. See scoring/features.md.
+ *
+ * Only this module includes hiredis. Not thread-safe: one handle per thread. */
+#ifndef SN_FEATURE_REDIS_H
+#define SN_FEATURE_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/conf.h"
+#include "schemas/event.h"
+#include "scoring/features.h"
+
+/* Events per batch accepted by sn_feature_redis_apply_batch. */
+#define SN_FEATURE_REDIS_BATCH_MAX 100000
+/* Events of one machine per script call; more are split over several round
+ * trips. */
+#define SN_FEATURE_REDIS_CALL_MAX 1000
+
+typedef struct sn_feature_redis sn_feature_redis_t;
+
+typedef struct sn_feature_redis_stats {
+    uint64_t batches;      /* apply_batch calls that succeeded */
+    uint64_t calls;        /* script calls (one per machine per batch) */
+    uint64_t round_trips;  /* pipelines sent */
+    uint64_t reconnects;   /* connections opened after the first */
+    uint64_t script_loads; /* SCRIPT LOADs, after connecting or a NOSCRIPT */
+    uint64_t cache_hits;   /* calls stored the result computed from the copy */
+    uint64_t cache_misses; /* calls with a copy that returned the state instead */
+    uint64_t applied, redelivered, dropped_late; /* events */
+} sn_feature_redis_stats_t;
+
+/* Creates the backend. conf is borrowed for the call (redis.url,
+ * redis.username, redis.password, redis.timeout.ms, redis.key.prefix,
+ * feature.state.ttl.s, feature.cache.machines); spec is borrowed, must be
+ * bound and must outlive the handle. Does not connect: the first batch does,
+ * so a Redis that is not up yet is a transient error there rather than a
+ * failed start. NULL with errstr for a bad URL or a TTL shorter than the
+ * spec's retention. */
+sn_feature_redis_t *sn_feature_redis_new(const sn_conf_t *conf, const sn_feature_spec_t *spec,
+                                         char *errstr, size_t errstr_size);
+
+/* Applies a batch of n events (borrowed; any mix of machines, each machine's
+ * events in the order given) and writes every event's vector to out
+ * (caller-owned, n * nfeatures floats, row-major) and its SN_FEATURES_* bits
+ * to flags (caller-owned, n bytes; may be NULL). partitions and offsets
+ * (borrowed, n each) are the events' Kafka coordinates; offsets NULL or an
+ * offset < 0 means no redelivery tracking for that event, partitions NULL
+ * means partition 0.
+ *
+ * Returns 0, or:
+ *   SN_ERR_INVALID   a bad event (empty machine id, time beyond +-2^53 ms,
+ *                    too few values, offset >= 2^53) or n too large: nothing
+ *                    was sent;
+ *   SN_ERR_TRANSIENT Redis unreachable, timed out, loading, busy or out of
+ *                    memory: pause and retry the same batch (the script is
+ *                    idempotent per offset, so a retry after a partial
+ *                    failure is safe; see features.md for the vectors that
+ *                    events applied by the failed attempt then get); the
+ *                    connection is reopened on the next call;
+ *   SN_ERR_FATAL     the script failed, authentication failed, or the state
+ *                    in Redis disagrees with the replay: exit.
+ * out and flags are complete only when 0 is returned. */
+int sn_feature_redis_apply_batch(sn_feature_redis_t *r, const sn_event_t *evs,
+                                 const int32_t *partitions, const int64_t *offsets, size_t n,
+                                 float *out, uint8_t *flags, char *errstr, size_t errstr_size);
+
+/* Writes the name of machine_id's state hash into buf (caller-owned):
+ * <prefix>:{<machine id, '%' and '}' escaped>}:<layout id, 8 hex>. Returns
+ * the length, or SN_ERR_INVALID for an empty id, SN_ERR_NOMEM when buf is too
+ * small. */
+int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, char *buf,
+                         size_t size);
+
+/* Copies the counters into *out. */
+void sn_feature_redis_stats(const sn_feature_redis_t *r, sn_feature_redis_stats_t *out);
+
+/* Closes the connection and frees the handle. NULL-safe. */
+void sn_feature_redis_destroy(sn_feature_redis_t *r);
+
+#endif
