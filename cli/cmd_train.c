@@ -1,0 +1,231 @@
+/* sentinel train: labelled telemetry (CSV or JSON lines) -> the feature
+ * engine -> XGBoost -> holdout evaluation -> a registered model version, and
+ * with --promote the champion/challenger gate on the production alias. The
+ * work is scoring/trainer.c; this file is options, progress and the exit
+ * code. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "schemas/codec.h"
+#include "scoring/registry.h"
+#include "scoring/trainer.h"
+
+#define MAP_MAX 64
+#define DEFAULT_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z: fixed, so a rerun is identical */
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: sentinel train [options] (--csv FILE | --jsonl FILE)\n\n"
+            "Trains a failure model: reads labelled telemetry, computes the features of the\n"
+            "feature spec in event-time order per machine (what the scorer computes), splits\n"
+            "by time into train / validation / holdout, trains XGBoost with early stopping,\n"
+            "chooses the alert threshold on validation, reports on holdout, and registers\n"
+            "model.ubj + card.json as a new version in registry.url.\n\n"
+            "input:\n"
+            "  --csv FILE          CSV with a header line\n"
+            "  --preset ai4i       the bundled AI4I data's mapping (data/ai4i2020.csv), with\n"
+            "                      its 'Machine failure' column as the label; implies\n"
+            "                      --machine-id ai4i-mill and, unless --spec or\n"
+            "                      train.feature.spec says otherwise, the AI4I feature spec\n"
+            "  --map FIELD=COLUMN  map a CSV column to a field, the key or time field, or\n"
+            "                      tag.NAME (repeatable); the label: tag.<label.field>=COLUMN\n"
+            "  --ts-column COLUMN  CSV column with the event time in epoch milliseconds\n"
+            "  --jsonl FILE        JSON lines, one event per line; the label as a tag\n"
+            "  --machine-id ID     machine id for inputs that have none\n"
+            "  --start MS          time of the first row when the input has none\n"
+            "                      (default 1767225600000, 2026-01-01)\n"
+            "  --step MS           time between rows when the input has none (default 1000,\n"
+            "                      as sentinel produce)\n"
+            "labels (default: the 0/1 tag named by label.field):\n"
+            "  --failures FILE     failure events, machine_id,ts_ms[,mode] lines (as written\n"
+            "                      by sentinel produce --failures-out): an event is positive\n"
+            "                      when its machine fails within label.horizon.ms after it\n"
+            "model:\n"
+            "  --spec FILE         feature spec JSON (overrides train.feature.spec)\n"
+            "  --out DIR           also write model.ubj and card.json into DIR\n"
+            "  --no-register       do not register (use with --out)\n"
+            "  --promote           promote the new version to model.alias when its holdout\n"
+            "                      PR-AUC beats the current one's on the same holdout by\n"
+            "                      gate.min.improvement (or when there is none)\n"
+            "  -q, --quiet         no per-round progress line\n"
+            "\nExit codes: 0 trained and registered (and promoted, with --promote), %d registered\n"
+            "but not promoted (the gate kept the production model), 1 runtime failure, 2 bad\n"
+            "usage or config.\n",
+            SN_EXIT_NOT_PROMOTED);
+    cli_conf_usage(out);
+}
+
+static int parse_i64(const char *opt, const char *s, int64_t *out) {
+    char *end;
+    long long v;
+
+    v = strtoll(s, &end, 10);
+    if (end == s || *end || v < 0) {
+        fprintf(stderr, "sentinel train: %s expects a non-negative integer, got '%s'\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The source's schema view, answered by the codec: the trainer reads the
+ * fields of the reader schema, as the producer and the scorer do. */
+static int view_field_index(void *opaque, const char *name) { return sn_codec_field_index(opaque, name); }
+
+static int view_parse(void *opaque, int index, const char *text, double *out) {
+    return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
+}
+
+int cmd_train(int argc, char **argv) {
+    enum { O_CSV = 256, O_JSONL, O_PRESET, O_MAP, O_TSCOL, O_MID, O_START, O_STEP, O_FAIL, O_SPEC, O_OUT,
+           O_NOREG, O_PROMOTE };
+    static const struct option longopts[] = {
+        {"csv", required_argument, NULL, O_CSV},       {"jsonl", required_argument, NULL, O_JSONL},
+        {"preset", required_argument, NULL, O_PRESET}, {"map", required_argument, NULL, O_MAP},
+        {"ts-column", required_argument, NULL, O_TSCOL}, {"machine-id", required_argument, NULL, O_MID},
+        {"start", required_argument, NULL, O_START},   {"step", required_argument, NULL, O_STEP},
+        {"failures", required_argument, NULL, O_FAIL}, {"spec", required_argument, NULL, O_SPEC},
+        {"out", required_argument, NULL, O_OUT},       {"no-register", no_argument, NULL, O_NOREG},
+        {"promote", no_argument, NULL, O_PROMOTE},     {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    cli_conf_args_t args = {0};
+    sn_conf_t *conf = NULL;
+    sn_codec_t *codec = NULL;
+    sn_trainer_t *t = NULL;
+    sn_registry_t *reg = NULL;
+    sn_trainer_opts_t o;
+    sn_source_schema_t view;
+    sn_gate_opts_t gate = {0};
+    sn_gate_result_t gres;
+    const char *map[MAP_MAX + 1], *out_dir = NULL, *spec = NULL;
+    char errstr[1024], label_map[128];
+    int opt, nmap = 0, quiet = 0, inputs = 0, preset = 0, no_register = 0, rc = SN_EXIT_USAGE;
+
+    memset(&o, 0, sizeof(o));
+    o.source.step_ms = 1000;
+    o.source.start_ms = DEFAULT_START_MS;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, CLI_CONF_OPTS "qh", longopts, NULL)) != -1) {
+        int r = cli_conf_opt(&args, opt, optarg);
+
+        if (r < 0) return SN_EXIT_USAGE;
+        if (r) continue;
+        switch (opt) {
+        case O_CSV: o.source.kind = SN_SOURCE_CSV; o.source.path = optarg; inputs++; break;
+        case O_JSONL: o.source.kind = SN_SOURCE_JSONL; o.source.path = optarg; inputs++; break;
+        case O_PRESET:
+            if (strcmp(optarg, "ai4i") != 0) {
+                fprintf(stderr, "sentinel train: unknown preset '%s' (known: ai4i)\n", optarg);
+                return SN_EXIT_USAGE;
+            }
+            preset = 1;
+            break;
+        case O_MAP:
+            if (nmap >= MAP_MAX) {
+                fprintf(stderr, "sentinel train: at most %d --map options\n", MAP_MAX);
+                return SN_EXIT_USAGE;
+            }
+            map[nmap++] = optarg;
+            break;
+        case O_TSCOL: o.source.ts_column = optarg; break;
+        case O_MID: o.source.machine_id = optarg; break;
+        case O_START: if (parse_i64("--start", optarg, &o.source.start_ms)) return SN_EXIT_USAGE; break;
+        case O_STEP:
+            if (parse_i64("--step", optarg, &o.source.step_ms) || o.source.step_ms > 86400000) return SN_EXIT_USAGE;
+            break;
+        case O_FAIL: o.failures_path = optarg; break;
+        case O_SPEC: spec = optarg; break;
+        case O_OUT: out_dir = optarg; break;
+        case O_NOREG: no_register = 1; break;
+        case O_PROMOTE: gate.promote = 1; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return SN_EXIT_OK;
+        default: usage(stderr); return SN_EXIT_USAGE;
+        }
+    }
+    if (optind < argc || inputs != 1) {
+        fprintf(stderr, "sentinel train: give exactly one of --csv, --jsonl\n");
+        usage(stderr);
+        return SN_EXIT_USAGE;
+    }
+    if (no_register && (gate.promote || !out_dir)) {
+        fprintf(stderr, "sentinel train: --no-register needs --out DIR and excludes --promote\n");
+        return SN_EXIT_USAGE;
+    }
+    if (preset && (nmap || o.source.kind != SN_SOURCE_CSV)) {
+        fprintf(stderr, "sentinel train: --preset ai4i is a CSV mapping and excludes --map\n");
+        return SN_EXIT_USAGE;
+    }
+    if (!(conf = cli_conf_build(&args))) goto out;
+    sn_trainer_opts_from_conf(conf, &o);
+    if (preset) {
+        /* the preset's columns, plus the label column as the label tag */
+        for (size_t i = 0; i < sn_source_ai4i_nmap && nmap < MAP_MAX; i++) map[nmap++] = sn_source_ai4i_map[i];
+        if (!o.failures_path) {
+            snprintf(label_map, sizeof(label_map), "tag.%s=Machine failure", o.label_tag);
+            map[nmap++] = label_map;
+        }
+        if (!o.source.machine_id) o.source.machine_id = "ai4i-mill";
+    }
+    if (nmap) {
+        o.source.map = map;
+        o.source.nmap = (size_t)nmap;
+    }
+    if (spec) o.spec_path = spec;
+    if (preset && (!o.spec_path || !*o.spec_path)) o.spec_json = sn_trainer_ai4i_spec_json();
+    if (!(codec = sn_codec_new(conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "sentinel train: %s\n", errstr);
+        goto out;
+    }
+    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), view_field_index, view_parse, codec};
+    o.source.key_field = sn_conf_str(conf, "schema.key.field");
+    o.source.time_field = sn_conf_str(conf, "schema.time.field");
+    o.schema = &view;
+    o.progress = !quiet && isatty(STDERR_FILENO);
+    rc = SN_EXIT_RUNTIME;
+    if (!no_register && !(reg = sn_registry_from_conf(conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "sentinel train: %s\n", errstr);
+        rc = SN_EXIT_USAGE;
+        goto out;
+    }
+    if (!(t = sn_trainer_new(&o, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "sentinel train: %s\n", errstr);
+        goto out;
+    }
+    if (sn_trainer_run(t, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "sentinel train: %s\n", errstr);
+        goto out;
+    }
+    sn_trainer_print_summary(t, stdout);
+    if (out_dir) {
+        if (sn_trainer_write(t, out_dir, errstr, sizeof(errstr)) != 0) {
+            fprintf(stderr, "sentinel train: %s\n", errstr);
+            goto out;
+        }
+        printf("wrote %s/model.ubj and %s/card.json\n", out_dir, out_dir);
+    }
+    if (no_register) {
+        rc = SN_EXIT_OK;
+        goto out;
+    }
+    gate.alias = sn_conf_str(conf, "model.alias");
+    gate.challenger_alias = sn_conf_str(conf, "model.challenger.alias");
+    gate.min_improvement = sn_conf_double(conf, "gate.min.improvement");
+    if (sn_trainer_publish(t, reg, &gate, &gres, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "sentinel train: %s\n", errstr);
+        goto out;
+    }
+    printf("%s version %s: %s\n", sn_conf_str(conf, "model.name"), gres.version, gres.message);
+    rc = gate.promote && !gres.promoted ? SN_EXIT_NOT_PROMOTED : SN_EXIT_OK;
+out:
+    sn_trainer_destroy(t);
+    sn_registry_destroy(reg);
+    sn_codec_destroy(codec);
+    sn_conf_destroy(conf);
+    return rc;
+}
