@@ -7,7 +7,12 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics_conf.h"
+#include "common/s3_conf.h"
+#include "consumers/archiver_conf.h"
+#include "consumers/scorer_conf.h"
 #include "schemas/schemas_conf.h"
+#include "scoring/model_conf.h"
+#include "scoring/scoring_conf.h"
 
 extern char **environ;
 
@@ -15,11 +20,21 @@ const sn_conf_def_t *const cli_conf_tables[] = {
     sn_common_conf_defs,
     sn_metrics_conf_defs,
     sn_schemas_conf_defs,
+    sn_scoring_conf_defs,
+    sn_model_conf_defs,
+    sn_scorer_conf_defs,
+    sn_archiver_conf_defs,
+    sn_s3_conf_defs,
 };
 const char *const cli_conf_titles[] = {
     "General",
     "Metrics and health endpoint",
     "Schemas and the codec",
+    "Features and Redis",
+    "Models, registry and training",
+    "Scorer and alerts",
+    "Archiver",
+    "S3 client",
 };
 const size_t cli_conf_ntables = sizeof(cli_conf_tables) / sizeof(cli_conf_tables[0]);
 

@@ -40,7 +40,11 @@ extern volatile int cli_stop;
 void cli_install_signals(void);
 
 int cmd_config(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_registry(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 #endif

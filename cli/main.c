@@ -12,7 +12,11 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"demo", cmd_demo, "run the whole pipeline locally: no Java, no cloud (start here)"},
     {"produce", cmd_produce, "publish telemetry (CSV, JSON lines or a synthetic fleet) to Kafka"},
+    {"score", cmd_score, "score telemetry: features in Redis, XGBoost, alerts (consumer group)"},
+    {"train", cmd_train, "train a failure model, evaluate it, register it (--promote: gate to production)"},
+    {"registry", cmd_registry, "model versions and aliases: list, show, promote, rollback, alias, download"},
     {"config", cmd_config, "print the effective configuration, check it, or its reference"},
     {"version", cmd_version, "print the version of sentinel and of the libraries it runs with"},
 };
@@ -23,7 +27,8 @@ static void usage(FILE *out) {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'sentinel <command> --help' describes a command's options.\n"
-                 "Exit codes: 0 done, 1 runtime failure, 2 bad usage or config.\n");
+                 "Exit codes: 0 done, 1 runtime failure, 2 bad usage or config,\n"
+                 "4 train --promote: registered, not promoted.\n");
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,512 @@
+#include "consumers/scorer.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "consumers/alerting.h"
+#include "consumers/consumer.h"
+#include "consumers/scorer_model.h"
+#include "producers/dlq.h"
+#include "producers/producer.h"
+#include "scoring/feature_redis.h"
+#include "scoring/features.h"
+#include "scoring/model.h"
+
+#define FRAME_MAX 4096
+#define TOP_FEATURES 3
+
+struct sn_scorer {
+    const sn_conf_t *conf;
+    sn_scorer_opts_t opts;
+    sn_codec_t *codec;
+    sn_consumer_t *consumer;
+    sn_producer_t *producer;
+    sn_alerter_t *alerter;
+    sn_model_ctx_t *ctx;
+
+    /* The model in use, owned by the scoring thread, and the next one, handed
+     * over by the loader thread between batches: one atomic exchange per batch
+     * and no lock on the hot path. */
+    sn_scorer_version_t *current;
+    _Atomic(sn_scorer_version_t *) pending;
+    pthread_t loader;
+    int loader_started;
+    atomic_int loader_stop;
+
+    const char *topic_in, *topic_dlq, *topic_alerts, *topic_scores;
+    int scores_enabled;
+    int64_t backoff_max_ms;
+
+    /* batch scratch, sized for batch_max_records */
+    size_t cap;
+    sn_event_t *evs;
+    int32_t *parts;
+    int64_t *offs;
+    size_t *rec_of; /* event j came from batch record rec_of[j] */
+    float *x, *scores;
+    uint8_t *flags;
+
+    sn_scorer_stats_t stats;
+    struct {
+        sn_counter_t *consumed, *decoded, *scored, *retries, *swaps, *refusals, *redis_errors;
+        sn_counter_vec_t *dlq, *alerts;
+        sn_histogram_t *batch_latency, *e2e_latency;
+        sn_gauge_vec_t *model_info;
+    } m;
+};
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Polls the registry alias every model.poll.interval.s and prepares a new
+ * version off the hot path: load, check against the schema, warm up. A
+ * version that fails any step is refused and the current one keeps serving. */
+static void *loader_main(void *arg) {
+    sn_scorer_t *s = arg;
+    int64_t interval_ms = sn_conf_int(s->conf, "scorer.poll.interval.s") * 1000;
+    int64_t next = mono_ms() + interval_ms;
+    char loaded[SN_MODEL_VERSION_MAX];
+
+    snprintf(loaded, sizeof(loaded), "%s", s->current->version);
+    while (!atomic_load(&s->loader_stop)) {
+        sn_scorer_version_t *v = NULL, *old;
+        char errstr[512];
+        char resolved[SN_MODEL_VERSION_MAX];
+        int rc;
+
+        if (mono_ms() < next) {
+            usleep(100 * 1000);
+            continue;
+        }
+        next = mono_ms() + interval_ms;
+        rc = sn_scorer_version_resolve(s->conf, resolved, sizeof(resolved), errstr, sizeof(errstr));
+        if (rc != 0) {
+            sn_log_warn("scorer", "model registry: %s (keeping version %s)", errstr, loaded);
+            continue;
+        }
+        if (strcmp(resolved, loaded) == 0) continue;
+        sn_log_info("scorer", "model alias now points at version %s; loading", resolved);
+        v = sn_scorer_version_load(s->conf, s->codec, resolved, errstr, sizeof(errstr));
+        snprintf(loaded, sizeof(loaded), "%s", resolved); /* do not retry a refused one forever */
+        if (!v) {
+            sn_log_error("scorer", "model version %s refused, version %s keeps serving: %s",
+                         resolved, s->current->version, errstr);
+            sn_counter_inc(s->m.refusals);
+            s->stats.model_refusals++;
+            continue;
+        }
+        old = atomic_exchange(&s->pending, v);
+        sn_scorer_version_destroy(old); /* never taken: superseded */
+    }
+    return NULL;
+}
+
+/* ---- the pipeline: one batch, top to bottom ---- */
+
+/* Waits before retrying a batch after a transient failure: exponential with
+ * jitter, capped, while the consumer keeps serving the group (paused, so it
+ * fetches nothing and memory stays bounded). */
+static void backoff(sn_scorer_t *s, int attempt, volatile int *stop) {
+    int64_t base = 100LL << (attempt < 10 ? attempt : 10);
+    int64_t wait = base < s->backoff_max_ms ? base : s->backoff_max_ms;
+    int64_t until;
+
+    wait = wait / 2 + (int64_t)(rand() % (int)(wait / 2 + 1));
+    until = mono_ms() + wait;
+    sn_consumer_pause(s->consumer, 1);
+    while (mono_ms() < until && !*stop) sn_consumer_serve(s->consumer, NULL, 100);
+    s->stats.retries++;
+    sn_counter_inc(s->m.retries);
+}
+
+/* Decodes every record; bad ones are dead-lettered with the reason. Returns
+ * the number of events, or a negative sn_err (TRANSIENT: the schema registry
+ * is down, retry the batch). */
+static int stage_decode(sn_scorer_t *s, const sn_batch_t *b, char *errstr, size_t errstr_size) {
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        const sn_record_t *r = &b->records[i];
+        enum sn_codec_error_class cls = SN_CODEC_OK;
+        int32_t schema_id = -1;
+        char why[512];
+        int rc = r->value ? sn_codec_decode(s->codec, r->value, r->len, &s->evs[k], &cls,
+                                            &schema_id, why, sizeof(why))
+                          : (cls = SN_CODEC_TRUNCATED,
+                             snprintf(why, sizeof(why), "empty record (null value)"), SN_ERR_INVALID);
+
+        if (rc == 0) {
+            s->parts[k] = r->partition;
+            s->offs[k] = r->offset;
+            s->rec_of[k++] = i;
+            continue;
+        }
+        if (rc != SN_ERR_INVALID) return sn_err_set(errstr, errstr_size, rc, "decode: %s", why);
+        {
+            sn_dlq_record_t d = {r->topic, r->partition, r->offset, r->key, r->keylen, r->value,
+                                 r->len, sn_codec_error_class_str(cls), why, schema_id};
+
+            if ((rc = sn_dlq_send(s->producer, s->topic_dlq, &d, errstr, errstr_size)) != 0) return rc;
+        }
+        sn_log_debug("scorer", "dead-lettered %s/%d/%lld: %s", r->topic, (int)r->partition,
+                     (long long)r->offset, why);
+        sn_counter_inc(sn_counter_vec_get(s->m.dlq, (const char *[]){sn_codec_error_class_str(cls)}));
+        s->stats.dead_lettered++;
+    }
+    return (int)k;
+}
+
+/* Fills an alert for event j, with the features that pushed its score up. */
+static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_alerting_action act,
+                       sn_alert_t *a) {
+    const sn_scorer_version_t *v = s->current;
+    const sn_record_t *r = &b->records[s->rec_of[j]];
+    size_t nf = sn_feature_spec_nfeatures(v->spec), nr = 0;
+    sn_model_reason_t why[TOP_FEATURES];
+    char errstr[256];
+
+    memset(a, 0, sizeof(*a));
+    sn_alert_make_id(a->id, sizeof(a->id), r->topic, r->partition, r->offset);
+    snprintf(a->machine_id, sizeof(a->machine_id), "%s", s->evs[j].machine_id);
+    a->ts_ms = s->evs[j].ts_ms;
+    a->score = s->scores[j];
+    a->threshold = v->threshold;
+    snprintf(a->model_name, sizeof(a->model_name), "%s", v->name);
+    snprintf(a->model_version, sizeof(a->model_version), "%s", v->version);
+    a->state = act == SN_ALERTING_OPEN       ? SN_ALERT_OPEN
+               : act == SN_ALERTING_RENOTIFY ? SN_ALERT_RENOTIFY
+                                             : SN_ALERT_RESOLVED;
+    if (sn_model_explain(v->model, &s->x[j * nf], TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) != 0) {
+        sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
+        nr = 0;
+    }
+    for (size_t i = 0; i < nr; i++) {
+        snprintf(a->features[i].name, sizeof(a->features[i].name), "%s",
+                 sn_feature_spec_name(v->spec, why[i].feature));
+        a->features[i].value = why[i].value;
+        a->features[i].contribution = why[i].contribution;
+    }
+    a->nfeatures = (uint32_t)nr;
+}
+
+/* Sends the score records and the alerts of n scored events. */
+static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t *alerts,
+                       size_t *nalerts, char *errstr, size_t errstr_size) {
+    const sn_scorer_version_t *v = s->current;
+    unsigned char frame[FRAME_MAX];
+    size_t len;
+    int rc;
+
+    *nalerts = 0;
+    for (size_t j = 0; j < n; j++) {
+        const sn_event_t *ev = &s->evs[j];
+        const sn_record_t *r = &b->records[s->rec_of[j]];
+        enum sn_alerting_action act;
+
+        if (s->scores_enabled) {
+            sn_score_t sc = {.ts_ms = ev->ts_ms, .score = s->scores[j],
+                             .source_partition = r->partition, .source_offset = r->offset};
+
+            snprintf(sc.machine_id, sizeof(sc.machine_id), "%s", ev->machine_id);
+            snprintf(sc.model_name, sizeof(sc.model_name), "%s", v->name);
+            snprintf(sc.model_version, sizeof(sc.model_version), "%s", v->version);
+            if ((rc = sn_codec_encode_score(s->codec, &sc, frame, sizeof(frame), &len, errstr,
+                                            errstr_size)) != 0 ||
+                (rc = sn_producer_send(s->producer, s->topic_scores, -1, ev->machine_id,
+                                       strlen(ev->machine_id), frame, len, NULL, 0, 30000, errstr,
+                                       errstr_size)) != 0)
+                return rc;
+        }
+        act = sn_alerter_observe(s->alerter, ev->machine_id, ev->ts_ms, s->scores[j], v->threshold);
+        if (act == SN_ALERTING_NONE) continue;
+        make_alert(s, b, j, act, &alerts[*nalerts]);
+        if ((rc = sn_codec_encode_alert(s->codec, &alerts[*nalerts], frame, sizeof(frame), &len,
+                                        errstr, errstr_size)) != 0 ||
+            (rc = sn_producer_send(s->producer, s->topic_alerts, -1, ev->machine_id,
+                                   strlen(ev->machine_id), frame, len, NULL, 0, 30000, errstr,
+                                   errstr_size)) != 0)
+            return rc;
+        (*nalerts)++;
+    }
+    return 0;
+}
+
+/* Takes a version the loader prepared, between batches. */
+static void maybe_swap(sn_scorer_t *s) {
+    sn_scorer_version_t *v = atomic_exchange(&s->pending, NULL);
+
+    if (!v) return;
+    sn_log_info("scorer", "model %s: version %s replaces %s", v->name, v->version,
+                s->current->version);
+    sn_gauge_set(sn_gauge_vec_get(s->m.model_info, (const char *[]){s->current->version}), 0);
+    sn_gauge_set(sn_gauge_vec_get(s->m.model_info, (const char *[]){v->version}), 1);
+    sn_scorer_version_destroy(s->current);
+    s->current = v;
+    s->stats.model_swaps++;
+    sn_counter_inc(s->m.swaps);
+}
+
+int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errstr_size) {
+    sn_batch_t batch = {0};
+    sn_alert_t *alerts = calloc(s->cap, sizeof(*alerts));
+    int64_t last_record = mono_ms();
+    int rc = 0;
+
+    if (!alerts) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    while (!*stop) {
+        int64_t t0;
+        size_t nalerts = 0;
+        int n, k, attempt = 0;
+
+        if (s->opts.max_records && s->stats.consumed >= s->opts.max_records) break;
+        maybe_swap(s);
+        n = sn_consumer_poll_batch(s->consumer, &batch, 200);
+        if (s->opts.on_heartbeat) s->opts.on_heartbeat(s->opts.opaque);
+        if (n < 0) {
+            rc = sn_err_set(errstr, errstr_size, n, "consumer failed");
+            break;
+        }
+        if (n == 0) {
+            if (s->opts.idle_exit_ms && s->stats.consumed &&
+                mono_ms() - last_record >= s->opts.idle_exit_ms)
+                break;
+            continue;
+        }
+        t0 = mono_ms();
+        last_record = t0;
+        s->stats.consumed += (uint64_t)n;
+        sn_counter_add(s->m.consumed, (uint64_t)n);
+
+        /* decode: a registry outage is retried, a bad record dead-lettered */
+        while ((k = stage_decode(s, &batch, errstr, errstr_size)) == SN_ERR_TRANSIENT && !*stop) {
+            sn_log_warn("scorer", "%s; retrying", errstr);
+            backoff(s, attempt++, stop);
+        }
+        if (k < 0) {
+            rc = k;
+            break;
+        }
+        s->stats.decoded += (uint64_t)k;
+        sn_counter_add(s->m.decoded, (uint64_t)k);
+
+        /* features: the script is idempotent per offset, so a retry after a
+         * partial failure is safe */
+        attempt = 0;
+        while (k > 0 && (rc = sn_feature_redis_apply_batch(s->current->features, s->evs, s->parts,
+                                                           s->offs, (size_t)k, s->x, s->flags,
+                                                           errstr, errstr_size)) == SN_ERR_TRANSIENT &&
+               !*stop) {
+            if (attempt == 0) sn_log_warn("scorer", "features: %s; pausing and retrying", errstr);
+            sn_counter_inc(s->m.redis_errors);
+            backoff(s, attempt++, stop);
+        }
+        if (rc != 0) break;
+        if (attempt) sn_log_info("scorer", "features: Redis is back after %d retries", attempt);
+        sn_consumer_pause(s->consumer, 0);
+
+        /* score */
+        if (k > 0 && (rc = sn_model_predict(s->current->model, s->ctx, s->x, (size_t)k, s->scores,
+                                            errstr, errstr_size)) != 0)
+            break;
+
+        /* sinks, then wait for the broker to have all of them before the
+         * offsets are stored */
+        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0) break;
+        attempt = 0;
+        while (sn_producer_flush(s->producer, 1000) != 0 && !*stop) {
+            if (attempt++ == 0) sn_log_warn("scorer", "waiting for the broker to acknowledge outputs");
+            sn_consumer_serve(s->consumer, NULL, 0);
+        }
+        {
+            sn_producer_stats_t ps;
+
+            sn_producer_stats(s->producer, &ps);
+            if (ps.failed) {
+                rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                                "%llu outputs could not be delivered (%s): exiting without "
+                                "committing, the batch will be redelivered",
+                                (unsigned long long)ps.failed, sn_producer_last_error(s->producer));
+                break;
+            }
+            if (ps.delivered != ps.enqueued) break; /* stopping while outputs are in flight */
+        }
+        if (s->opts.on_scored)
+            for (int j = 0; j < k; j++)
+                s->opts.on_scored(s->opts.opaque, &s->evs[j], s->scores[j], s->current->threshold);
+        for (size_t i = 0; i < nalerts; i++) {
+            sn_counter_inc(sn_counter_vec_get(
+                s->m.alerts, (const char *[]){alerts[i].state == SN_ALERT_OPEN       ? "open"
+                                              : alerts[i].state == SN_ALERT_RENOTIFY ? "renotify"
+                                                                                     : "resolved"}));
+            sn_histogram_observe(s->m.e2e_latency, (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
+            if (s->opts.on_alert) s->opts.on_alert(s->opts.opaque, &alerts[i]);
+        }
+        if ((rc = sn_consumer_commit_batch(s->consumer, &batch, errstr, errstr_size)) != 0)
+            rc = 0; /* a revoked partition: its records go to the new owner */
+        s->stats.scored += (uint64_t)k;
+        s->stats.batches++;
+        sn_counter_add(s->m.scored, (uint64_t)k);
+        sn_histogram_observe(s->m.batch_latency, (double)(mono_ms() - t0) / 1000.0);
+    }
+    /* Whatever is in hand and not committed is redelivered after a restart. */
+    sn_consumer_release_batch(&batch);
+    sn_batch_free(&batch);
+    sn_producer_flush(s->producer, 5000);
+    sn_consumer_commit_sync(s->consumer);
+    free(alerts);
+    if (*stop && rc == SN_ERR_TRANSIENT) rc = 0; /* stopped while waiting for a dependency */
+    return rc;
+}
+
+static int alloc_scratch(sn_scorer_t *s, size_t cap) {
+    size_t nf = SN_FEATURE_SPEC_FEATURES_MAX;
+
+    s->cap = cap;
+    s->evs = calloc(cap, sizeof(*s->evs));
+    s->parts = calloc(cap, sizeof(*s->parts));
+    s->offs = calloc(cap, sizeof(*s->offs));
+    s->rec_of = calloc(cap, sizeof(*s->rec_of));
+    s->x = calloc(cap * nf, sizeof(*s->x));
+    s->scores = calloc(cap, sizeof(*s->scores));
+    s->flags = calloc(cap, sizeof(*s->flags));
+    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags) ? 0
+                                                                                        : SN_ERR_NOMEM;
+}
+
+static void register_metrics(sn_scorer_t *s, sn_metrics_t *reg) {
+    static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+    if (!reg) return;
+    s->m.consumed = sn_metrics_counter(reg, "sentinel_records_consumed_total", "Records consumed from the telemetry topic.");
+    s->m.decoded = sn_metrics_counter(reg, "sentinel_records_decoded_total", "Records decoded.");
+    s->m.scored = sn_metrics_counter(reg, "sentinel_records_scored_total", "Events scored.");
+    s->m.retries = sn_metrics_counter(reg, "sentinel_scorer_retries_total", "Batch retries after a transient failure.");
+    s->m.redis_errors = sn_metrics_counter(reg, "sentinel_redis_errors_total", "Failed Redis feature updates (retried).");
+    s->m.swaps = sn_metrics_counter(reg, "sentinel_model_swaps_total", "Model versions swapped in.");
+    s->m.refusals = sn_metrics_counter(reg, "sentinel_model_refusals_total", "Model versions refused (failed to load or check).");
+    s->m.dlq = sn_metrics_counter_vec(reg, "sentinel_dlq_records_total", "Records dead-lettered, by error class.",
+                                      (const char *[]){"class"}, 1, 32);
+    s->m.alerts = sn_metrics_counter_vec(reg, "sentinel_alerts_total", "Alerts sent, by state.",
+                                         (const char *[]){"state"}, 1, 3);
+    s->m.batch_latency = sn_metrics_histogram(reg, "sentinel_batch_latency_seconds",
+                                              "Time from a batch's poll to its commit.", lat, 13);
+    s->m.e2e_latency = sn_metrics_histogram(reg, "sentinel_e2e_latency_seconds",
+                                            "Event time to alert acknowledged by the broker.", lat, 13);
+    s->m.model_info = sn_metrics_gauge_vec(reg, "sentinel_model_info", "1 for the model version in use.",
+                                           (const char *[]){"version"}, 1, 64);
+}
+
+sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, char *errstr,
+                           size_t errstr_size) {
+    sn_scorer_t *s = calloc(1, sizeof(*s));
+    const char *topics[1];
+    sn_consumer_opts_t copts;
+    sn_alerter_opts_t aopts;
+    char resolved[SN_MODEL_VERSION_MAX];
+
+    if (!s) {
+        sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->conf = conf;
+    s->opts = *opts;
+    s->topic_in = sn_conf_str(conf, "topic.telemetry");
+    s->topic_dlq = sn_conf_str(conf, "topic.dlq");
+    s->topic_alerts = sn_conf_str(conf, "topic.alerts");
+    s->topic_scores = sn_conf_str(conf, "topic.scores");
+    s->scores_enabled = sn_conf_bool(conf, "scorer.scores.enabled");
+    s->backoff_max_ms = sn_conf_int(conf, "scorer.retry.backoff.max.ms");
+    if (alloc_scratch(s, (size_t)sn_conf_int(conf, "scorer.batch.max.records")) != 0) {
+        sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(s->codec = sn_codec_new(conf, errstr, errstr_size))) goto fail;
+    if (sn_scorer_version_resolve(conf, resolved, sizeof(resolved), errstr, errstr_size) != 0 ||
+        !(s->current = sn_scorer_version_load(conf, s->codec, resolved, errstr, errstr_size)))
+        goto fail;
+    if (!(s->ctx = sn_model_ctx_new(errstr, errstr_size))) goto fail;
+    aopts.cooldown_ms = sn_conf_int(conf, "alert.cooldown.ms");
+    aopts.resolve_after = (uint32_t)sn_conf_int(conf, "alert.resolve.after");
+    aopts.max_open = (size_t)sn_conf_int(conf, "alert.max.open");
+    if (!(s->alerter = sn_alerter_new(&aopts))) {
+        sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(s->producer = sn_producer_new(conf, opts->bootstrap, errstr, errstr_size))) goto fail;
+    topics[0] = s->topic_in;
+    memset(&copts, 0, sizeof(copts));
+    copts.group_id = sn_conf_str(conf, "scorer.group.id");
+    copts.topics = topics;
+    copts.ntopics = 1;
+    copts.bootstrap = opts->bootstrap;
+    copts.batch_max_records = s->cap;
+    copts.batch_max_ms = (int)sn_conf_int(conf, "scorer.batch.max.ms");
+    if (!(s->consumer = sn_consumer_new(conf, &copts, errstr, errstr_size))) goto fail;
+    register_metrics(s, opts->metrics);
+    sn_gauge_set(sn_gauge_vec_get(s->m.model_info, (const char *[]){s->current->version}), 1);
+    if (pthread_create(&s->loader, NULL, loader_main, s) != 0) {
+        sn_err_set(errstr, errstr_size, SN_ERR_FATAL, "cannot start the model loader thread");
+        goto fail;
+    }
+    s->loader_started = 1;
+    sn_log_info("scorer", "model %s version %s (threshold %.4f), %zu features; group %s on %s",
+                s->current->name, s->current->version, s->current->threshold,
+                sn_feature_spec_nfeatures(s->current->spec), copts.group_id, s->topic_in);
+    return s;
+fail:
+    sn_scorer_destroy(s);
+    return NULL;
+}
+
+void sn_scorer_stats(const sn_scorer_t *s, sn_scorer_stats_t *out) {
+    sn_alerter_stats_t as;
+
+    *out = s->stats;
+    sn_alerter_stats(s->alerter, &as);
+    out->alerts_opened = as.opened;
+    out->alerts_renotified = as.renotified;
+    out->alerts_resolved = as.resolved;
+    snprintf(out->model_version, sizeof(out->model_version), "%s", s->current->version);
+}
+
+void sn_scorer_destroy(sn_scorer_t *s) {
+    if (!s) return;
+    if (s->loader_started) {
+        atomic_store(&s->loader_stop, 1);
+        pthread_join(s->loader, NULL);
+    }
+    sn_scorer_version_destroy(atomic_exchange(&s->pending, NULL));
+    sn_consumer_destroy(s->consumer);
+    sn_producer_destroy(s->producer, 5000);
+    sn_alerter_destroy(s->alerter);
+    sn_model_ctx_destroy(s->ctx);
+    sn_scorer_version_destroy(s->current);
+    sn_codec_destroy(s->codec);
+    free(s->evs);
+    free(s->parts);
+    free(s->offs);
+    free(s->rec_of);
+    free(s->x);
+    free(s->scores);
+    free(s->flags);
+    free(s);
+}

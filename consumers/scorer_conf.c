@@ -1,0 +1,30 @@
+/* The scorer's keys. */
+#include "consumers/scorer_conf.h"
+
+const sn_conf_def_t sn_scorer_conf_defs[] = {
+    {"scorer.group.id", SN_CONF_STR, "sentinel-scorer", 0, 0, NULL, 0,
+     "Consumer group of the scorers."},
+    {"scorer.batch.max.records", SN_CONF_INT, "500", 1, 100000, NULL, 0,
+     "Largest micro-batch, in records."},
+    {"scorer.batch.max.ms", SN_CONF_INT, "20", 1, 60000, NULL, 0,
+     "A micro-batch is processed at most this long after its first record arrived."},
+    {"scorer.scores.enabled", SN_CONF_BOOL, "true", 0, 0, NULL, 0,
+     "Send a score record for every event to topic.scores (the prediction log that the archive "
+     "and the drift job read)."},
+    {"scorer.retry.backoff.max.ms", SN_CONF_INT, "30000", 100, 3600000, NULL, 0,
+     "Longest wait between retries of a batch while Redis or the schema registry is down."},
+    {"scorer.poll.interval.s", SN_CONF_INT, "300", 1, 86400, NULL, 0,
+     "How often the scorer asks the registry where model.alias points."},
+    {"topic.dlq", SN_CONF_STR, "telemetry.dlq", 0, 0, NULL, 0,
+     "Dead-letter topic: records that cannot be decoded, with the reason in headers."},
+    {"topic.alerts", SN_CONF_STR, "machine-failures", 0, 0, NULL, 0, "Topic of failure alerts."},
+    {"topic.scores", SN_CONF_STR, "telemetry.scores", 0, 0, NULL, 0,
+     "Topic of the per-event score records."},
+    {"alert.cooldown.ms", SN_CONF_INT, "600000", 0, 604800000, NULL, 0,
+     "While a machine's incident stays open, re-notify at most once per this much event time."},
+    {"alert.resolve.after", SN_CONF_INT, "5", 1, 1000000, NULL, 0,
+     "Consecutive events below the threshold that resolve an open incident."},
+    {"alert.max.open", SN_CONF_INT, "100000", 1, 10000000, NULL, 0,
+     "Open incidents tracked at most (memory bound); beyond it alerts are still sent."},
+    SN_CONF_END,
+};
