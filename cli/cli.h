@@ -35,11 +35,16 @@ extern const size_t cli_conf_ntables;
 /* Prints the -c/-X lines of a subcommand's --help. */
 void cli_conf_usage(FILE *out);
 
+/* Formats an alert as one readable line into buf (caller-owned). */
+struct sn_alert;
+void cli_alert_line(const struct sn_alert *alert, char *buf, size_t size);
+
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile int cli_stop;
 void cli_install_signals(void);
 
 int cmd_config(int argc, char **argv);
+int cmd_alerts(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_score(int argc, char **argv);

@@ -101,21 +101,12 @@ static void on_scored(void *opaque, const sn_event_t *ev, double score, double t
 }
 
 static void on_alert(void *opaque, const sn_alert_t *a) {
-    static const char *states[] = {"OPEN", "RENOTIFY", "RESOLVED"};
     struct demo *d = opaque;
-    char when[32], why[256] = "";
-    time_t t = (time_t)(a->ts_ms / 1000);
-    struct tm tm;
-    size_t n = 0;
+    char line[1024];
 
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    for (uint32_t i = 0; i < a->nfeatures && n < sizeof(why); i++)
-        n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s=%.4g (%+.2f)", i ? ", " : "",
-                              a->features[i].name, a->features[i].value, a->features[i].contribution);
     if (a->state == SN_ALERT_OPEN) d->alerts_open++;
-    printf("alert %-8s %s %s score %.3f (threshold %.3f, model v%s)%s%s\n", states[a->state],
-           a->machine_id, when, a->score, a->threshold, a->model_version, n ? ": " : "", why);
+    cli_alert_line(a, line, sizeof(line));
+    printf("alert %s\n", line);
     fflush(stdout);
 }
 

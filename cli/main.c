@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"score", cmd_score, "score telemetry: features in Redis, XGBoost, alerts (consumer group)"},
     {"train", cmd_train, "train a failure model, evaluate it, register it (--promote: gate to production)"},
     {"registry", cmd_registry, "model versions and aliases: list, show, promote, rollback, alias, download"},
+    {"alerts", cmd_alerts, "follow the alert topic, one readable line (or JSON) per alert"},
     {"config", cmd_config, "print the effective configuration, check it, or its reference"},
     {"version", cmd_version, "print the version of sentinel and of the libraries it runs with"},
 };
