@@ -12,15 +12,13 @@
 #      list, download with the hash checked, promote and roll back by hand;
 #   3. MLflow's own Python client, an independent peer, reads the aliases back.
 #
-# Environment: SENTINEL_BIN (default build/sentinel), SN_UNIT_DIR (default
+# Environment: SN_BIN (default build/sentinel), SN_UNIT_DIR (default
 # build/tests/unit), SN_CACHE_DIR (the venv's home).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 SN_UNIT_DIR=${SN_UNIT_DIR:-$SN_ROOT/build/tests/unit}
-# scripts/test exports SENTINEL_BIN, which sentinel would read as the config
-# key "bin" (every SENTINEL_* variable must name a key): keep it out.
-sentinel() { env -u SENTINEL_BIN "$SENTINEL_BIN" "$@"; }
+sentinel() { "$SN_BIN" "$@"; }
 REQ="$SN_ROOT/tools/reference/requirements.txt"
 
 echo "test_mlflow: setting up the venv"
@@ -122,7 +120,7 @@ assert run.data.metrics["holdout_pr_auc"] >= 0.77, run.data.metrics
 print(f"production={prod.version} challenger={chal.version} holdout_pr_auc={run.data.metrics['holdout_pr_auc']:.4f}")
 EOF
 else
-  echo "  skip: $SENTINEL_BIN has no train/registry commands yet"
+  not_ok "$SN_BIN has no train/registry commands"
 fi
 
 sn_done
