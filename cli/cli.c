@@ -11,6 +11,7 @@
 #include "consumers/archiver_conf.h"
 #include "consumers/scorer_conf.h"
 #include "schemas/schemas_conf.h"
+#include "scoring/drift_conf.h"
 #include "scoring/model_conf.h"
 #include "scoring/scoring_conf.h"
 
@@ -25,6 +26,7 @@ const sn_conf_def_t *const cli_conf_tables[] = {
     sn_scorer_conf_defs,
     sn_archiver_conf_defs,
     sn_s3_conf_defs,
+    sn_drift_conf_defs,
 };
 const char *const cli_conf_titles[] = {
     "General",
@@ -35,6 +37,7 @@ const char *const cli_conf_titles[] = {
     "Scorer and alerts",
     "Archiver",
     "S3 client",
+    "Drift",
 };
 const size_t cli_conf_ntables = sizeof(cli_conf_tables) / sizeof(cli_conf_tables[0]);
 

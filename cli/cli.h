@@ -46,6 +46,7 @@ void cli_install_signals(void);
 int cmd_config(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_drift(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_train(int argc, char **argv);

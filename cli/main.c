@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"score", cmd_score, "score telemetry: features in Redis, XGBoost, alerts (consumer group)"},
     {"train", cmd_train, "train a failure model, evaluate it, register it (--promote: gate to production)"},
     {"registry", cmd_registry, "model versions and aliases: list, show, promote, rollback, alias, download"},
+    {"drift", cmd_drift, "compare telemetry with a model's training profile: PSI, KS, reports"},
     {"alerts", cmd_alerts, "follow the alert topic, one readable line (or JSON) per alert"},
     {"config", cmd_config, "print the effective configuration, check it, or its reference"},
     {"version", cmd_version, "print the version of sentinel and of the libraries it runs with"},
@@ -29,7 +30,8 @@ static void usage(FILE *out) {
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'sentinel <command> --help' describes a command's options.\n"
                  "Exit codes: 0 done, 1 runtime failure, 2 bad usage or config,\n"
-                 "4 train --promote: registered, not promoted.\n");
+                 "3 drift: drift found, 4 train --promote: registered, not promoted,\n"
+                 "4 drift: not enough data.\n");
 }
 
 int main(int argc, char **argv) {
