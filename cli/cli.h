@@ -45,6 +45,7 @@ void cli_install_signals(void);
 
 int cmd_config(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
+int cmd_archive(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_drift(int argc, char **argv);
 int cmd_produce(int argc, char **argv);

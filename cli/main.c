@@ -15,6 +15,7 @@ static const struct command commands[] = {
     {"demo", cmd_demo, "run the whole pipeline locally: no Java, no cloud (start here)"},
     {"produce", cmd_produce, "publish telemetry (CSV, JSON lines or a synthetic fleet) to Kafka"},
     {"score", cmd_score, "score telemetry: features in Redis, XGBoost, alerts (consumer group)"},
+    {"archive", cmd_archive, "archive every event to S3 or a folder as Avro object container files"},
     {"train", cmd_train, "train a failure model, evaluate it, register it (--promote: gate to production)"},
     {"registry", cmd_registry, "model versions and aliases: list, show, promote, rollback, alias, download"},
     {"drift", cmd_drift, "compare telemetry with a model's training profile: PSI, KS, reports"},

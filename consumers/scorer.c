@@ -37,6 +37,7 @@ struct sn_scorer {
      * and no lock on the hot path. */
     sn_scorer_version_t *current;
     _Atomic(sn_scorer_version_t *) pending;
+    atomic_uint_fast64_t refusals; /* counted by the loader thread */
     pthread_t loader;
     int loader_started;
     atomic_int loader_stop;
@@ -111,7 +112,7 @@ static void *loader_main(void *arg) {
             sn_log_error("scorer", "model version %s refused, version %s keeps serving: %s",
                          resolved, s->current->version, errstr);
             sn_counter_inc(s->m.refusals);
-            s->stats.model_refusals++;
+            atomic_fetch_add(&s->refusals, 1);
             continue;
         }
         old = atomic_exchange(&s->pending, v);
@@ -357,7 +358,10 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
                 s->m.alerts, (const char *[]){alerts[i].state == SN_ALERT_OPEN       ? "open"
                                               : alerts[i].state == SN_ALERT_RENOTIFY ? "renotify"
                                                                                      : "resolved"}));
-            sn_histogram_observe(s->m.e2e_latency, (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
+            /* Replayed or synthetic event times can be ahead of the clock:
+             * such an alert has no meaningful latency. */
+            if (wall_ms() >= alerts[i].ts_ms)
+                sn_histogram_observe(s->m.e2e_latency, (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
             if (s->opts.on_alert) s->opts.on_alert(s->opts.opaque, &alerts[i]);
         }
         if ((rc = sn_consumer_commit_batch(s->consumer, &batch, errstr, errstr_size)) != 0)
@@ -481,6 +485,7 @@ void sn_scorer_stats(const sn_scorer_t *s, sn_scorer_stats_t *out) {
     sn_alerter_stats_t as;
 
     *out = s->stats;
+    out->model_refusals = atomic_load(&((sn_scorer_t *)s)->refusals);
     sn_alerter_stats(s->alerter, &as);
     out->alerts_opened = as.opened;
     out->alerts_renotified = as.renotified;
