@@ -16,25 +16,27 @@
 #define TOPICS_MAX 64
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: sentinel archive [-c FILE] [-X KEY=VALUE]... [--url URL] [--topics T1,T2]\n"
-            "                        [--exit-when-idle MS]\n"
-            "       sentinel archive [-c FILE] [-X KEY=VALUE]... [--url URL] --put-bench N,BYTES\n\n"
-            "Consumes the archived topics (archive.topics) in the consumer group archive.group.id\n"
-            "and writes every record to Avro object container files (snappy), one per topic and\n"
-            "partition, closed on size, age, rebalance and shutdown, uploaded to\n"
-            "  <prefix>/<topic>/dt=YYYY-MM-DD/hour=HH/partition=P/<first>-<last>.avro\n"
-            "of archive.url (s3://bucket/prefix or file://DIR). Offsets are committed only after\n"
-            "the upload; SIGINT/SIGTERM closes, uploads and commits before exiting.\n\n"
-            "  --url URL            overrides archive.url\n"
-            "  --topics T1,T2       overrides archive.topics\n"
-            "  --exit-when-idle MS  exit (after uploading and committing) once no record arrived\n"
-            "                       for MS milliseconds\n"
-            "  --put-bench N,BYTES  measure raw PUT throughput to the sink instead: N objects of\n"
-            "                       BYTES random bytes, then print MB/s and exit\n");
+    fprintf(
+        out,
+        "usage: sentinel archive [-c FILE] [-X KEY=VALUE]... [--url URL] [--topics T1,T2]\n"
+        "                        [--exit-when-idle MS]\n"
+        "       sentinel archive [-c FILE] [-X KEY=VALUE]... [--url URL] --put-bench N,BYTES\n\n"
+        "Consumes the archived topics (archive.topics) in the consumer group archive.group.id\n"
+        "and writes every record to Avro object container files (snappy), one per topic and\n"
+        "partition, closed on size, age, rebalance and shutdown, uploaded to\n"
+        "  <prefix>/<topic>/dt=YYYY-MM-DD/hour=HH/partition=P/<first>-<last>.avro\n"
+        "of archive.url (s3://bucket/prefix or file://DIR). Offsets are committed only after\n"
+        "the upload; SIGINT/SIGTERM closes, uploads and commits before exiting.\n\n"
+        "  --url URL            overrides archive.url\n"
+        "  --topics T1,T2       overrides archive.topics\n"
+        "  --exit-when-idle MS  exit (after uploading and committing) once no record arrived\n"
+        "                       for MS milliseconds\n"
+        "  --put-bench N,BYTES  measure raw PUT throughput to the sink instead: N objects of\n"
+        "                       BYTES random bytes, then print MB/s and exit\n");
     cli_conf_usage(out);
 }
 
+/* strtoll with the whole string and a range checked (atoi is banned). */
 static int parse_long(const char *s, long long min, long long max, long long *out) {
     char *end;
 
@@ -43,20 +45,22 @@ static int parse_long(const char *s, long long min, long long max, long long *ou
     return (errno || end == s || *end || *out < min || *out > max) ? -1 : 0;
 }
 
+/* --put-bench N,BYTES: raw PutObject throughput of the sink, through the same
+ * S3 client, for bench/bench_archive.sh to compare the archiver against. */
 static int put_bench(const sn_conf_t *conf, const char *url, const char *spec) {
     long long count, size;
     char copy[64], *comma, errstr[512];
     double secs = 0;
 
     snprintf(copy, sizeof(copy), "%s", spec);
-    if (!(comma = strchr(copy, ',')) || (*comma = '\0', 0) ||
-        parse_long(copy, 1, 100000, &count) != 0 ||
+    if ((comma = strchr(copy, ','))) *comma = '\0';
+    if (!comma || parse_long(copy, 1, 100000, &count) != 0 ||
         parse_long(comma + 1, 1, 1024LL << 20, &size) != 0) {
         fprintf(stderr, "sentinel archive: --put-bench expects N,BYTES, got \"%s\"\n", spec);
         return SN_EXIT_USAGE;
     }
-    if (sn_archiver_put_bench(conf, url, (int)count, (size_t)size, &secs, errstr,
-                              sizeof(errstr)) != 0) {
+    if (sn_archiver_put_bench(conf, url, (int)count, (size_t)size, &secs, errstr, sizeof(errstr)) !=
+        0) {
         fprintf(stderr, "sentinel archive: %s\n", errstr);
         return SN_EXIT_RUNTIME;
     }
@@ -66,6 +70,9 @@ static int put_bench(const sn_conf_t *conf, const char *url, const char *spec) {
     return SN_EXIT_OK;
 }
 
+/* Builds the configuration, the metrics endpoint and the archiver, runs it
+ * until a signal (or idle with --exit-when-idle), then prints a summary line
+ * that scripts read (bench/bench_archive.sh, tests/integration). */
 int cmd_archive(int argc, char **argv) {
     static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},
                                              {"topics", required_argument, NULL, 't'},

@@ -121,11 +121,16 @@ static int xml_find(const char *s, const char *end, const char *tag, char *out, 
         size_t adv = 1;
 
         if (*a == '&') {
-            if (b - a >= 5 && memcmp(a, "&amp;", 5) == 0) ch = '&', adv = 5;
-            else if (b - a >= 4 && memcmp(a, "&lt;", 4) == 0) ch = '<', adv = 4;
-            else if (b - a >= 4 && memcmp(a, "&gt;", 4) == 0) ch = '>', adv = 4;
-            else if (b - a >= 6 && memcmp(a, "&quot;", 6) == 0) ch = '"', adv = 6;
-            else if (b - a >= 6 && memcmp(a, "&apos;", 6) == 0) ch = '\'', adv = 6;
+            if (b - a >= 5 && memcmp(a, "&amp;", 5) == 0)
+                ch = '&', adv = 5;
+            else if (b - a >= 4 && memcmp(a, "&lt;", 4) == 0)
+                ch = '<', adv = 4;
+            else if (b - a >= 4 && memcmp(a, "&gt;", 4) == 0)
+                ch = '>', adv = 4;
+            else if (b - a >= 6 && memcmp(a, "&quot;", 6) == 0)
+                ch = '"', adv = 6;
+            else if (b - a >= 6 && memcmp(a, "&apos;", 6) == 0)
+                ch = '\'', adv = 6;
             else if (b - a >= 4 && a[1] == '#') {
                 /* &#13; style: S3 escapes control characters this way */
                 const char *semi = memchr(a, ';', (size_t)(b - a));
@@ -168,6 +173,9 @@ static void url_decode(char *s) {
 
 /* ---- construction ---------------------------------------------------------- */
 
+/* Keeps scheme and authority only: the bucket goes in front of the host or in
+ * the path depending on the addressing, so a path in the endpoint would be
+ * ambiguous and is refused. */
 static int parse_endpoint(sn_s3_t *s3, const char *endpoint, char *errstr, size_t errstr_size) {
     const char *p = strstr(endpoint, "://");
     size_t n;
@@ -207,7 +215,8 @@ sn_s3_t *sn_s3_new_opts(const sn_s3_opts_t *o, char *errstr, size_t errstr_size)
         return NULL;
     }
     if (!o->bucket || !o->bucket[0] || strlen(o->bucket) > 63) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "s3: a bucket name of 1 to 63 bytes is needed");
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                   "s3: a bucket name of 1 to 63 bytes is needed");
         goto fail;
     }
     if (!region) region = getenv("AWS_REGION");
@@ -303,8 +312,10 @@ void sn_s3_destroy(sn_s3_t *s3) {
 }
 
 void sn_s3_stats(const sn_s3_t *s3, sn_s3_stats_t *out) {
-    if (s3) *out = s3->stats;
-    else memset(out, 0, sizeof(*out));
+    if (s3)
+        *out = s3->stats;
+    else
+        memset(out, 0, sizeof(*out));
 }
 
 const char *sn_s3_bucket(const sn_s3_t *s3) { return s3->bucket; }
@@ -346,6 +357,8 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *opaque) {
     return n;
 }
 
+/* The answer goes to a file (downloads) or a capped buffer; past the cap the
+ * transfer is aborted rather than grown. */
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *opaque) {
     struct req *r = opaque;
     size_t n = size * nmemb;
@@ -373,6 +386,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *opaque) {
     return n;
 }
 
+/* Keeps the ETag: UploadPart answers with it and CompleteMultipartUpload needs it. */
 static size_t on_header(char *buf, size_t size, size_t nitems, void *opaque) {
     struct req *r = opaque;
     size_t n = size * nitems;
@@ -391,6 +405,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *opaque) {
     return n;
 }
 
+/* The line may hold the session token: the stack copy is wiped. */
 static int append_header(struct curl_slist **hl, const char *name, const char *value) {
     char line[SN_S3_TOKEN_MAX + 256];
     struct curl_slist *n;
@@ -430,7 +445,7 @@ static enum outcome classify(struct req *r, CURLcode cc, int *err) {
         *err = SN_ERR_TRANSIENT;
         return RETRY;
     }
-    *err = r->status == 404                          ? SN_ERR_NOENT
+    *err = r->status == 404                         ? SN_ERR_NOENT
            : (r->status == 401 || r->status == 403) ? SN_ERR_FATAL
                                                     : SN_ERR_INVALID;
     return FAIL;
@@ -459,15 +474,16 @@ static enum outcome send_once(sn_s3_t *s3, struct req *r, const char *payload_ha
         r->resp->p[0] = '\0';
     }
     if (r->resp_fd >= 0 && (ftruncate(r->resp_fd, 0) != 0 || lseek(r->resp_fd, 0, SEEK_SET) != 0)) {
-        *err = sn_err_set(errstr, errstr_size, SN_ERR_IO, "truncating download: %s", strerror(errno));
+        *err =
+            sn_err_set(errstr, errstr_size, SN_ERR_IO, "truncating download: %s", strerror(errno));
         return FAIL;
     }
     if ((rc = sn_s3_creds_get(s3->creds, &cr, errstr, errstr_size)) != 0) {
         *err = rc == SN_ERR_NOENT ? SN_ERR_FATAL : rc; /* NOENT means "no such key" here */
         return rc == SN_ERR_TRANSIENT ? RETRY : FAIL;
     }
-    if (!(enc_key = malloc(ENC_KEY_MAX)) || !(query = malloc(QUERY_MAX)) || !(url = malloc(URL_MAX)) ||
-        !(path = malloc(ENC_KEY_MAX + 128))) {
+    if (!(enc_key = malloc(ENC_KEY_MAX)) || !(query = malloc(QUERY_MAX)) ||
+        !(url = malloc(URL_MAX)) || !(path = malloc(ENC_KEY_MAX + 128))) {
         *err = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -490,11 +506,19 @@ static enum outcome send_once(sn_s3_t *s3, struct req *r, const char *payload_ha
     snprintf(url, URL_MAX, "%s://%s%s%s%s", s3->scheme, host, path, query[0] ? "?" : "", query);
     sn_s3_amz_date(time(NULL), amz_date);
     {
-        sn_s3_sigv4_req_t sr = {
-            .method = r->method, .host = host, .canonical_uri = path, .canonical_query = query,
-            .headers = r->headers, .nheaders = r->nheaders, .payload_sha256 = payload_hash,
-            .amz_date = amz_date, .region = s3->region, .service = "s3",
-            .access_key = cr.access_key, .secret_key = cr.secret_key, .session_token = cr.token};
+        sn_s3_sigv4_req_t sr = {.method = r->method,
+                                .host = host,
+                                .canonical_uri = path,
+                                .canonical_query = query,
+                                .headers = r->headers,
+                                .nheaders = r->nheaders,
+                                .payload_sha256 = payload_hash,
+                                .amz_date = amz_date,
+                                .region = s3->region,
+                                .service = "s3",
+                                .access_key = cr.access_key,
+                                .secret_key = cr.secret_key,
+                                .session_token = cr.token};
 
         if ((rc = sn_s3_sigv4_sign(&sr, auth, sizeof(auth), NULL, 0, errstr, errstr_size)) != 0) {
             *err = rc;
@@ -653,6 +677,7 @@ int sn_s3_put(sn_s3_t *s3, const char *key, const void *buf, size_t len, const c
     return do_request(s3, &r, NULL, errstr, errstr_size);
 }
 
+/* pread until len bytes are in: a short read is not the end of a regular file. */
 static int read_full(int fd, void *buf, size_t len, off_t off) {
     size_t done = 0;
 
@@ -666,6 +691,9 @@ static int read_full(int fd, void *buf, size_t len, off_t off) {
     return 0;
 }
 
+/* Best effort: parts of an unfinished multipart upload are stored (and billed)
+ * until aborted; if even this fails, a bucket lifecycle rule
+ * (AbortIncompleteMultipartUpload) is the backstop. */
 static void abort_upload(sn_s3_t *s3, const char *key, const char *upload_id) {
     sn_s3_kv_t params[1] = {{"uploadId", upload_id}};
     char errstr[512];
@@ -680,8 +708,10 @@ static void abort_upload(sn_s3_t *s3, const char *key, const char *upload_id) {
     if (do_request(s3, &r, NULL, errstr, sizeof(errstr)) == 0)
         s3->stats.aborted++;
     else
-        sn_log_warn("s3", "aborting multipart upload of %s failed (S3 lifecycle rules should "
-                          "clean it up): %s", key, errstr);
+        sn_log_warn("s3",
+                    "aborting multipart upload of %s failed (S3 lifecycle rules should "
+                    "clean it up): %s",
+                    key, errstr);
 }
 
 /* Initiate, upload parts (each hashed and MD5-checked), complete; abort on any
@@ -691,7 +721,7 @@ static int put_multipart(sn_s3_t *s3, const char *key, int fd, int64_t size,
     size_t part = s3->part_size;
     int64_t nparts;
     char upload_id[1024], *buf = NULL, *xml = NULL;
-    char (*etags)[ETAG_MAX] = NULL;
+    char(*etags)[ETAG_MAX] = NULL;
     struct rbuf resp = {0};
     sn_s3_kv_t hdrs[2];
     struct req r;
@@ -827,8 +857,8 @@ out:
     return rc;
 }
 
-int sn_s3_get(sn_s3_t *s3, const char *key, char **out, size_t *len, size_t max_bytes,
-              char *errstr, size_t errstr_size) {
+int sn_s3_get(sn_s3_t *s3, const char *key, char **out, size_t *len, size_t max_bytes, char *errstr,
+              size_t errstr_size) {
     struct rbuf resp;
     struct req r;
     int rc;
@@ -904,7 +934,8 @@ int sn_s3_list(sn_s3_t *s3, const char *prefix, const char *start_after, size_t 
     size_t seen = 0;
     int rc = 0;
 
-    if (rbuf_init(&resp, XML_RESP_MAX) != 0 || !(token = malloc(4096)) || !(key = malloc(KEY_MAX * 3 + 1))) {
+    if (rbuf_init(&resp, XML_RESP_MAX) != 0 || !(token = malloc(4096)) ||
+        !(key = malloc(KEY_MAX * 3 + 1))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto out;
     }

@@ -44,9 +44,9 @@ typedef struct sn_s3_kv {
     const char *value; /* "" for a parameter without a value ("uploads") */
 } sn_s3_kv_t;
 
-#define SN_S3_SHA256_HEX 65  /* 64 hex digits and the NUL */
-#define SN_S3_AMZ_DATE 17    /* "YYYYMMDDTHHMMSSZ" and the NUL */
-#define SN_S3_AUTH_MAX 1024  /* an Authorization header value */
+#define SN_S3_SHA256_HEX 65 /* 64 hex digits and the NUL */
+#define SN_S3_AMZ_DATE 17   /* "YYYYMMDDTHHMMSSZ" and the NUL */
+#define SN_S3_AUTH_MAX 1024 /* an Authorization header value */
 
 /* One request to sign. Every pointer is borrowed for the call. */
 typedef struct sn_s3_sigv4_req {
@@ -56,13 +56,13 @@ typedef struct sn_s3_sigv4_req {
     const char *canonical_query; /* from sn_s3_canonical_query(); "" or NULL when none */
     const sn_s3_kv_t *headers;   /* further headers to sign (content-md5, content-type, ...) */
     size_t nheaders;
-    const char *payload_sha256;  /* lower-case hex of the body, or "UNSIGNED-PAYLOAD" */
-    const char *amz_date;        /* x-amz-date, "YYYYMMDDTHHMMSSZ" */
+    const char *payload_sha256; /* lower-case hex of the body, or "UNSIGNED-PAYLOAD" */
+    const char *amz_date;       /* x-amz-date, "YYYYMMDDTHHMMSSZ" */
     const char *region;
-    const char *service;         /* "s3", "sts" */
+    const char *service; /* "s3", "sts" */
     const char *access_key;
     const char *secret_key;
-    const char *session_token;   /* NULL or "" when none */
+    const char *session_token; /* NULL or "" when none */
 } sn_s3_sigv4_req_t;
 
 /* Signs req: writes the Authorization header value into auth (caller's buffer
@@ -116,20 +116,21 @@ typedef struct sn_s3_credentials {
 /* Where the chain looks. Strings are copied by sn_s3_creds_new; NULL or "" means
  * "not set" (then the AWS environment variable of the same meaning applies). */
 typedef struct sn_s3_creds_opts {
-    const char *access_key;      /* static credentials from config, first in the chain */
+    const char *access_key; /* static credentials from config, first in the chain */
     const char *secret_key;
     const char *session_token;
-    const char *profile;         /* else AWS_PROFILE, else "default" */
+    const char *profile;          /* else AWS_PROFILE, else "default" */
     const char *credentials_file; /* else AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials */
-    const char *role_arn;        /* else AWS_ROLE_ARN */
-    const char *token_file;      /* else AWS_WEB_IDENTITY_TOKEN_FILE */
-    const char *session_name;    /* else AWS_ROLE_SESSION_NAME, else "sentinel-<pid>" */
-    const char *sts_endpoint;    /* else AWS_STS_ENDPOINT_URL, else https://sts.<region>.amazonaws.com */
-    const char *region;          /* for the STS endpoint and its signing scope */
-    int64_t duration_s;          /* web identity session length; 0: 3600 */
-    int64_t refresh_before_s;    /* renew this long before expiry; 0: 300 */
-    int metadata;                /* also try the container and instance metadata endpoints */
-    long timeout_ms;             /* STS and metadata requests; 0: 5000 */
+    const char *role_arn;         /* else AWS_ROLE_ARN */
+    const char *token_file;       /* else AWS_WEB_IDENTITY_TOKEN_FILE */
+    const char *session_name;     /* else AWS_ROLE_SESSION_NAME, else "sentinel-<pid>" */
+    const char
+        *sts_endpoint;  /* else AWS_STS_ENDPOINT_URL, else https://sts.<region>.amazonaws.com */
+    const char *region; /* for the STS endpoint and its signing scope */
+    int64_t duration_s; /* web identity session length; 0: 3600 */
+    int64_t refresh_before_s; /* renew this long before expiry; 0: 300 */
+    int metadata;             /* also try the container and instance metadata endpoints */
+    long timeout_ms;          /* STS and metadata requests; 0: 5000 */
 } sn_s3_creds_opts_t;
 
 typedef struct sn_s3_creds sn_s3_creds_t;
@@ -180,24 +181,24 @@ typedef struct sn_s3_opts {
     const char *endpoint; /* "http(s)://host[:port]"; NULL/"": AWS for the region */
     enum sn_s3_addressing addressing;
     long connect_timeout_ms;
-    long timeout_ms;          /* one request (one part) */
-    int max_retries;          /* per request, on 5xx, throttling and timeouts */
-    int64_t backoff_ms;       /* first retry delay bound (full jitter) */
-    int64_t backoff_max_ms;   /* cap of the delay bound */
+    long timeout_ms;            /* one request (one part) */
+    int max_retries;            /* per request, on 5xx, throttling and timeouts */
+    int64_t backoff_ms;         /* first retry delay bound (full jitter) */
+    int64_t backoff_max_ms;     /* cap of the delay bound */
     size_t multipart_threshold; /* files of at least this size go multipart */
-    size_t part_size;         /* multipart part size, at least 5 MiB */
+    size_t part_size;           /* multipart part size, at least 5 MiB */
     sn_s3_creds_opts_t creds;
 } sn_s3_opts_t;
 
 /* Cumulative counters of a client. */
 typedef struct sn_s3_stats {
-    uint64_t requests;       /* HTTP requests sent, retries included */
-    uint64_t retries;        /* requests repeated after a retryable failure */
-    uint64_t failures;       /* calls that returned an error */
-    uint64_t bytes_up;       /* request body bytes of successful requests */
-    uint64_t bytes_down;     /* response body bytes of successful requests */
-    uint64_t multipart;      /* multipart uploads completed */
-    uint64_t aborted;        /* multipart uploads aborted */
+    uint64_t requests;   /* HTTP requests sent, retries included */
+    uint64_t retries;    /* requests repeated after a retryable failure */
+    uint64_t failures;   /* calls that returned an error */
+    uint64_t bytes_up;   /* request body bytes of successful requests */
+    uint64_t bytes_down; /* response body bytes of successful requests */
+    uint64_t multipart;  /* multipart uploads completed */
+    uint64_t aborted;    /* multipart uploads aborted */
 } sn_s3_stats_t;
 
 /* Creates a client from the s3.* keys of conf (borrowed for the call) for
@@ -225,8 +226,8 @@ int sn_s3_put_file(sn_s3_t *s3, const char *key, const char *path, const char *c
 
 /* Downloads key into *out (caller frees with free(); NUL-terminated for
  * convenience, *len excludes it). SN_ERR_NOMEM when larger than max_bytes. */
-int sn_s3_get(sn_s3_t *s3, const char *key, char **out, size_t *len, size_t max_bytes,
-              char *errstr, size_t errstr_size);
+int sn_s3_get(sn_s3_t *s3, const char *key, char **out, size_t *len, size_t max_bytes, char *errstr,
+              size_t errstr_size);
 
 /* Downloads key into the file at path (created or truncated). */
 int sn_s3_get_file(sn_s3_t *s3, const char *key, const char *path, char *errstr,

@@ -140,6 +140,7 @@ void sn_s3_creds_invalidate(sn_s3_creds_t *p) {
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Refuses empty or oversized parts rather than truncating a secret. */
 static int set_creds(sn_s3_credentials_t *c, const char *ak, const char *sk, const char *tok,
                      int64_t expires_ms, const char *source) {
     if (!ak || !sk || !ak[0] || !sk[0] || strlen(ak) >= sizeof(c->access_key) ||
@@ -154,7 +155,8 @@ static int set_creds(sn_s3_credentials_t *c, const char *ak, const char *sk, con
     return 0;
 }
 
-/* Reads a small file whole (NUL-terminated, caller frees). */
+/* Reads a small file whole (NUL-terminated, caller frees): credential and
+ * token files are small, and a bound keeps a wrong path from eating memory. */
 static int read_small(const char *path, size_t max, char **out, char *errstr, size_t errstr_size) {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
@@ -223,9 +225,12 @@ static int from_profile(sn_s3_creds_t *p, sn_s3_credentials_t *c, char *errstr,
         if (!in || !(eq = strchr(l, '='))) continue;
         *eq = '\0';
         l = trim(l);
-        if (strcmp(l, "aws_access_key_id") == 0) ak = trim(eq + 1);
-        else if (strcmp(l, "aws_secret_access_key") == 0) sk = trim(eq + 1);
-        else if (strcmp(l, "aws_session_token") == 0) tok = trim(eq + 1);
+        if (strcmp(l, "aws_access_key_id") == 0)
+            ak = trim(eq + 1);
+        else if (strcmp(l, "aws_secret_access_key") == 0)
+            sk = trim(eq + 1);
+        else if (strcmp(l, "aws_session_token") == 0)
+            tok = trim(eq + 1);
     }
     rc = (ak && sk) ? set_creds(c, ak, sk, tok, 0, "profile") : SN_ERR_NOENT;
     if (rc == SN_ERR_INVALID)
@@ -297,8 +302,9 @@ static int http_call(const char *method, const char *url, const char *const *hea
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
     }
     if ((cc = curl_easy_perform(h)) != CURLE_OK) {
-        rc = sn_err_set(errstr, errstr_size, resp->overflow ? SN_ERR_NOMEM : SN_ERR_TRANSIENT,
-                        "%s: %s", url, resp->overflow ? "answer too large" : curl_easy_strerror(cc));
+        rc =
+            sn_err_set(errstr, errstr_size, resp->overflow ? SN_ERR_NOMEM : SN_ERR_TRANSIENT,
+                       "%s: %s", url, resp->overflow ? "answer too large" : curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -325,11 +331,16 @@ static int xml_tag(const char *xml, const char *tag, char *out, size_t out_size)
         size_t adv = 1;
 
         if (*s == '&') {
-            if (strncmp(s, "&amp;", 5) == 0) ch = '&', adv = 5;
-            else if (strncmp(s, "&lt;", 4) == 0) ch = '<', adv = 4;
-            else if (strncmp(s, "&gt;", 4) == 0) ch = '>', adv = 4;
-            else if (strncmp(s, "&quot;", 6) == 0) ch = '"', adv = 6;
-            else if (strncmp(s, "&apos;", 6) == 0) ch = '\'', adv = 6;
+            if (strncmp(s, "&amp;", 5) == 0)
+                ch = '&', adv = 5;
+            else if (strncmp(s, "&lt;", 4) == 0)
+                ch = '<', adv = 4;
+            else if (strncmp(s, "&gt;", 4) == 0)
+                ch = '>', adv = 4;
+            else if (strncmp(s, "&quot;", 6) == 0)
+                ch = '"', adv = 6;
+            else if (strncmp(s, "&apos;", 6) == 0)
+                ch = '\'', adv = 6;
         }
         if (o + 1 >= out_size) return SN_ERR_NOMEM;
         out[o++] = ch;
@@ -480,6 +491,8 @@ static int parse_metadata_json(const char *text, sn_s3_credentials_t *c, const c
     return rc;
 }
 
+/* ECS task roles and EKS pod identity: a local endpoint, with an optional
+ * authorization token (inline or in a file the agent rotates). */
 static int from_container(sn_s3_creds_t *p, sn_s3_credentials_t *c, char *errstr,
                           size_t errstr_size) {
     const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -595,12 +608,15 @@ static int fetch(sn_s3_creds_t *p, enum src_kind k, sn_s3_credentials_t *c, char
     }
     case SRC_PROFILE: return from_profile(p, c, errstr, errstr_size);
     case SRC_WEBID: return from_web_identity(p, c, errstr, errstr_size);
-    case SRC_CONTAINER: return p->metadata ? from_container(p, c, errstr, errstr_size) : SN_ERR_NOENT;
+    case SRC_CONTAINER:
+        return p->metadata ? from_container(p, c, errstr, errstr_size) : SN_ERR_NOENT;
     case SRC_IMDS: return p->metadata ? from_imds(p, c, errstr, errstr_size) : SN_ERR_NOENT;
     default: return SN_ERR_NOENT;
     }
 }
 
+/* Under the mutex so that two threads sharing a chain renew once; the copy
+ * handed out lets callers sign without holding the lock. */
 int sn_s3_creds_get(sn_s3_creds_t *p, sn_s3_credentials_t *out, char *errstr, size_t errstr_size) {
     sn_s3_credentials_t fresh;
     int rc = 0;
@@ -615,8 +631,10 @@ int sn_s3_creds_get(sn_s3_creds_t *p, sn_s3_credentials_t *out, char *errstr, si
                 p->src = k;
                 p->cur = fresh;
                 p->have = 1;
-                if (k >= SRC_WEBID) atomic_fetch_add(&p->refreshes, 1);
-                else sn_log_info("s3", "credentials from %s", fresh.source);
+                if (k >= SRC_WEBID)
+                    atomic_fetch_add(&p->refreshes, 1);
+                else
+                    sn_log_info("s3", "credentials from %s", fresh.source);
             }
             break;
         }
@@ -640,8 +658,10 @@ int sn_s3_creds_get(sn_s3_creds_t *p, sn_s3_credentials_t *out, char *errstr, si
         }
     }
     if (rc == 0) {
-        if (p->have) *out = p->cur;
-        else rc = SN_ERR_NOENT;
+        if (p->have)
+            *out = p->cur;
+        else
+            rc = SN_ERR_NOENT;
     }
     pthread_mutex_unlock(&p->mu);
     sn_s3_credentials_wipe(&fresh);

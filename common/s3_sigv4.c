@@ -308,7 +308,8 @@ int sn_s3_sigv4_sign(const sn_s3_sigv4_req_t *req, char *auth, size_t auth_size,
     hmac256(k3, 32, "aws4_request", k4);
     hmac256(k4, 32, sts, mac);
     to_hex(mac, 32, sig);
-    w = snprintf(auth, auth_size, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+    w = snprintf(auth, auth_size,
+                 "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
                  req->access_key, scope, signed_names.p, sig);
     if (w < 0 || (size_t)w >= auth_size) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "sigv4: authorization buffer too small");

@@ -174,8 +174,7 @@ int sn_archive_sink_find(sn_archive_sink_t *s, const char *dir, int64_t first, i
                          char *errstr, size_t errstr_size);
 
 /* Removes key (no error when it is not there). */
-int sn_archive_sink_delete(sn_archive_sink_t *s, const char *key, char *errstr,
-                           size_t errstr_size);
+int sn_archive_sink_delete(sn_archive_sink_t *s, const char *key, char *errstr, size_t errstr_size);
 
 /* Retries the sink's client made on its own so far (S3 only). */
 uint64_t sn_archive_sink_retries(const sn_archive_sink_t *s);

@@ -21,12 +21,14 @@
 #define COPY_CHUNK (1u << 20)
 
 struct sn_archive_sink {
-    sn_s3_t *s3;      /* S3 sink */
-    char *dir;        /* file sink: absolute folder */
-    char *prefix;     /* S3 key prefix, "" when none; "" for files */
+    sn_s3_t *s3;  /* S3 sink */
+    char *dir;    /* file sink: absolute folder */
+    char *prefix; /* S3 key prefix, "" when none; "" for files */
     char *location;
 };
 
+/* A relative file:// folder is made absolute now, so the location printed and
+ * the files written do not depend on a later chdir. */
 sn_archive_sink_t *sn_archive_sink_new(const sn_conf_t *conf, const char *url, char *errstr,
                                        size_t errstr_size) {
     sn_archive_sink_t *s = calloc(1, sizeof(*s));
@@ -122,6 +124,7 @@ static int mkdirs(const char *path, char *errstr, size_t errstr_size) {
     return 0;
 }
 
+/* A rename is durable only once its folder is synced. */
 static int fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 
@@ -234,13 +237,16 @@ static int on_found(void *opaque, const sn_s3_object_t *obj) {
     struct find_ctx *c = opaque;
     int64_t f, l;
 
-    if (sn_archive_parse_name(obj->key, &f, &l) == 0 && f == c->first && (!c->found || l > c->last)) {
+    if (sn_archive_parse_name(obj->key, &f, &l) == 0 && f == c->first &&
+        (!c->found || l > c->last)) {
         c->last = l;
         c->found = 1;
     }
     return 0;
 }
 
+/* One LIST with the prefix ".../<first>-" on S3 (names sort by offset, so the
+ * prefix matches exactly the objects starting at first), a readdir for files. */
 int sn_archive_sink_find(sn_archive_sink_t *s, const char *dir, int64_t first, int64_t *last,
                          char *errstr, size_t errstr_size) {
     struct find_ctx c = {first, -1, 0};

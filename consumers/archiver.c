@@ -62,9 +62,11 @@ struct part {
     char topic[TOPIC_MAX];
     int32_t partition;
     struct afile *open;
-    int64_t last_seen;  /* highest offset handled, -1 before any */
-    int verify;         /* look for an existing object before the next file */
-    int64_t skip_until; /* records up to here are already archived */
+    int64_t last_seen;           /* highest offset handled, -1 before any */
+    int verify;                  /* look for an existing object before the next file */
+    int64_t skip_until;          /* records up to here are already archived */
+    int64_t skip_from, nskipped; /* for one log line once the walk ends */
+    struct afile skipf;          /* holds the last skipped record, to commit it */
 };
 
 struct aux {
@@ -108,6 +110,9 @@ struct sn_archiver {
     atomic_uint_fast64_t st_records, st_objects, st_bytes, st_invalid, st_skipped, st_retries,
         st_failures, st_in_bytes;
     atomic_int_fast64_t first_record_ms, last_upload_ms; /* monotonic, 0 before any */
+    /* An idle exit waited idle_exit_ms for nothing: busy time is up to the
+     * start of that wait, plus the final flush after it. */
+    atomic_int_fast64_t idle_start_ms, final_flush_ms;
 };
 
 static int64_t mono_ms(void) {
@@ -142,21 +147,21 @@ static void metrics_init(sn_archiver_t *a) {
 
     if (!m) return;
     sn_metrics_buckets_exponential(bounds, 14, 0.005, 2.5);
-    a->m_bytes = sn_metrics_counter(m, "sentinel_archive_bytes_total",
-                                    "Bytes of archive objects uploaded.");
-    a->m_objects = sn_metrics_counter(m, "sentinel_archive_objects_total",
-                                      "Archive objects uploaded.");
-    a->m_upload = sn_metrics_histogram(m, "sentinel_archive_upload_seconds",
-                                       "Time to upload one archive object, retries included.",
-                                       bounds, 14);
+    a->m_bytes =
+        sn_metrics_counter(m, "sentinel_archive_bytes_total", "Bytes of archive objects uploaded.");
+    a->m_objects =
+        sn_metrics_counter(m, "sentinel_archive_objects_total", "Archive objects uploaded.");
+    a->m_upload =
+        sn_metrics_histogram(m, "sentinel_archive_upload_seconds",
+                             "Time to upload one archive object, retries included.", bounds, 14);
     a->m_retries = sn_metrics_counter(m, "sentinel_archive_retries_total",
                                       "Upload requests retried (by the S3 client or, after it "
                                       "gave up, by the archiver's backoff).");
     a->m_failures = sn_metrics_counter(m, "sentinel_archive_failures_total",
                                        "Uploads that failed after the S3 client's retries; the "
                                        "archiver pauses and tries again.");
-    a->m_records = sn_metrics_counter(m, "sentinel_archive_records_total",
-                                      "Records archived and committed.");
+    a->m_records =
+        sn_metrics_counter(m, "sentinel_archive_records_total", "Records archived and committed.");
     a->m_invalid = sn_metrics_counter(m, "sentinel_archive_invalid_records_total",
                                       "Records archived raw: not a valid Avro frame of a known "
                                       "schema.");
@@ -209,6 +214,8 @@ static struct part *part_find(sn_archiver_t *a, const char *topic, int32_t parti
     return NULL;
 }
 
+/* A partition seen for the first time since its assignment starts in verify
+ * mode: its first file must not overlap an object uploaded before a crash. */
 static struct part *part_get(sn_archiver_t *a, const char *topic, int32_t partition) {
     struct part *p = part_find(a, topic, partition);
 
@@ -286,12 +293,17 @@ static void compact(sn_archiver_t *a) {
     a->batch.n = j;
     a->pos = pos;
     for (size_t i = 0; i < a->max_parts; i++)
-        if (a->parts[i].used && a->parts[i].open) a->parts[i].open->end_idx = -1;
+        if (a->parts[i].used) {
+            if (a->parts[i].open) a->parts[i].open->end_idx = -1;
+            a->parts[i].skipf.end_idx = -1;
+        }
     for (struct afile *f = a->qhead; f; f = f->next) f->end_idx = -1;
 }
 
 /* ---- files ------------------------------------------------------------------------ */
 
+/* The sync marker of a file comes from its identity, so writing the same
+ * records again gives the same bytes (FNV-1a of the topic, mixed). */
 static uint64_t seed_of(const char *topic, int32_t partition, int64_t first) {
     uint64_t h = 1469598103934665603ULL;
 
@@ -300,6 +312,8 @@ static uint64_t seed_of(const char *topic, int32_t partition, int64_t first) {
     return h ^ (uint64_t)first * 0xc2b2ae3d27d4eb4fULL;
 }
 
+/* dt/hour of the key come from the first record's Kafka timestamp, known now,
+ * so the key depends on the data only; a missing timestamp counts as 0. */
 static struct afile *file_open(sn_archiver_t *a, struct part *p, const sn_record_t *r,
                                const sn_archive_kind_t *kind, char *errstr, size_t errstr_size) {
     struct afile *f = calloc(1, sizeof(*f));
@@ -331,8 +345,10 @@ static struct afile *file_open(sn_archiver_t *a, struct part *p, const sn_record
 
 static void file_free(sn_archiver_t *a, struct afile *f) {
     end_release(a, f);
-    if (f->w) sn_archive_file_discard(f->w);
-    else unlink(f->spool);
+    if (f->w)
+        sn_archive_file_discard(f->w);
+    else
+        unlink(f->spool);
     free(f);
 }
 
@@ -353,8 +369,10 @@ static int file_close(sn_archiver_t *a, struct afile *f, char *errstr, size_t er
         return sn_err_set(errstr, errstr_size, SN_ERR_FATAL, "archive key too long");
     }
     f->next = NULL;
-    if (a->qtail) a->qtail->next = f;
-    else a->qhead = f;
+    if (a->qtail)
+        a->qtail->next = f;
+    else
+        a->qhead = f;
     a->qtail = f;
     return 0;
 }
@@ -410,6 +428,7 @@ static void set_up(sn_archiver_t *a) {
     a->attempt = 0;
 }
 
+/* One upload, timed and counted; the spool file stays until the commit. */
 static int upload(sn_archiver_t *a, struct afile *f, char *errstr, size_t errstr_size) {
     struct timespec t0, t1;
     struct stat st;
@@ -489,14 +508,16 @@ static void on_revoke(void *opaque, const char *topic, int32_t partition) {
             end_commit(a, f);
         } else {
             if (!failed)
-                sn_log_warn("archive", "%s/%d revoked; its unuploaded files are dropped "
-                                       "uncommitted for the next owner: %s",
+                sn_log_warn("archive",
+                            "%s/%d revoked; its unuploaded files are dropped "
+                            "uncommitted for the next owner: %s",
                             topic, (int)partition, a->down ? "sink failing" : errstr);
             failed = 1;
         }
         queue_remove(a, f);
         file_free(a, f);
     }
+    end_commit(a, &p->skipf);
     memset(p, 0, sizeof(*p));
     if (a->last_part == p) a->last_part = NULL;
 }
@@ -511,27 +532,37 @@ static int check_existing(sn_archiver_t *a, struct part *p, const sn_record_t *r
     int rc;
 
     *skip = 0;
-    if (sn_archive_dir(dir, sizeof(dir), sn_archive_sink_prefix(a->sink), p->topic,
-                       r->timestamp_ms, p->partition) < 0)
+    if (sn_archive_dir(dir, sizeof(dir), sn_archive_sink_prefix(a->sink), p->topic, r->timestamp_ms,
+                       p->partition) < 0)
         return SN_ERR_FATAL;
     rc = sn_archive_sink_find(a->sink, dir, r->offset, &last, errstr, sizeof(errstr));
     sync_sink_retries(a);
     if (rc == SN_ERR_NOENT) {
         p->verify = 0;
+        end_commit(a, &p->skipf); /* skipped records are archived: commit them too */
+        if (p->nskipped)
+            sn_log_info("archive",
+                        "%s/%d: %" PRId64 " records (offsets %" PRId64 " to %" PRId64
+                        ") were already archived by a run that stopped before committing them; "
+                        "skipped, archiving from offset %" PRId64,
+                        p->topic, (int)p->partition, p->nskipped, p->skip_from, p->skip_until,
+                        r->offset);
         return 0;
     }
     if (rc != 0) {
         set_down(a, errstr);
         return SN_ERR_TRANSIENT;
     }
-    sn_log_info("archive", "%s/%d: offsets %" PRId64 " to %" PRId64 " are already archived "
-                           "(uploaded before a restart), skipping them",
-                p->topic, (int)p->partition, r->offset, last);
+    sn_log_debug("archive", "%s/%d: offsets %" PRId64 " to %" PRId64 " are already archived",
+                 p->topic, (int)p->partition, r->offset, last);
+    if (!p->nskipped) p->skip_from = r->offset;
     p->skip_until = last;
     *skip = 1;
     return 0;
 }
 
+/* A file has one schema and one hour (a later hour starts a new file; a late
+ * record stays in the current one), and a size bound. */
 static int should_rotate(const sn_archiver_t *a, const struct afile *f, const sn_record_t *r,
                          const sn_archive_kind_t *kind, size_t len) {
     return f->kind != kind || hour_of(r->timestamp_ms) > f->hour ||
@@ -541,6 +572,14 @@ static int should_rotate(const sn_archiver_t *a, const struct afile *f, const sn
 static int full(const sn_archiver_t *a, const struct afile *f) {
     return sn_archive_file_size(f->w) >= a->max_bytes ||
            (a->max_records > 0 && f->records >= a->max_records);
+}
+
+/* Commits the last skipped record of partitions still walking a chain of
+ * already archived objects (no file of theirs is open, so no later offset of
+ * theirs was stored: the stored offset only moves forward). */
+static void commit_skips(sn_archiver_t *a) {
+    for (size_t i = 0; i < a->max_parts; i++)
+        if (a->parts[i].used && !a->parts[i].open) end_commit(a, &a->parts[i].skipf);
 }
 
 /* Handles the batch from a->pos on. SN_ERR_TRANSIENT leaves a->pos at the
@@ -562,7 +601,8 @@ static int process(sn_archiver_t *a) {
             continue;
         }
         if (!(p = part_get(a, r->topic, r->partition))) {
-            sn_log_error("archive", "more than archive.max.partitions=%zu partitions", a->max_parts);
+            sn_log_error("archive", "more than archive.max.partitions=%zu partitions",
+                         a->max_parts);
             return SN_ERR_FATAL;
         }
         if (r->offset <= p->last_seen) { /* seen already (a seek after a pause) */
@@ -575,6 +615,8 @@ static int process(sn_archiver_t *a) {
             }
             if (r->offset <= p->skip_until) {
                 p->last_seen = r->offset;
+                p->nskipped++;
+                end_set(a, &p->skipf, i);
                 sn_counter_inc(a->m_skipped);
                 atomic_fetch_add(&a->st_skipped, 1);
                 a->pos++;
@@ -597,8 +639,8 @@ static int process(sn_archiver_t *a) {
             rc = SN_ERR_FATAL;
             goto fatal;
         }
-        if ((rc = sn_archive_file_append(f->w, a->datum.p, a->datum.len, errstr,
-                                         sizeof(errstr))) != 0)
+        if ((rc = sn_archive_file_append(f->w, a->datum.p, a->datum.len, errstr, sizeof(errstr))) !=
+            0)
             goto fatal;
         f->last = r->offset;
         f->records++;
@@ -614,6 +656,7 @@ static int process(sn_archiver_t *a) {
         if (full(a, f) && (rc = file_close(a, f, errstr, sizeof(errstr))) != 0) goto fatal;
         if (a->qhead && (rc = pump(a)) != 0) return rc;
     }
+    commit_skips(a);
     return 0;
 fatal:
     sn_log_error("archive", "%s", errstr);
@@ -637,11 +680,13 @@ static int close_old(sn_archiver_t *a, int force) {
     return 0;
 }
 
+/* /readyz: ready once the group gave us partitions. */
 static void set_ready(sn_archiver_t *a) {
     int ready = sn_consumer_assigned(a->c) > 0;
 
     if (ready == a->ready) return;
     a->ready = ready;
+    if (ready) a->last_record_ms = mono_ms(); /* idle counts from the assignment */
     sn_httpd_set_ready(a->httpd, ready, ready ? NULL : "no partitions assigned");
 }
 
@@ -683,6 +728,7 @@ static void clean_stale_spools(const char *base) {
     closedir(d);
 }
 
+/* archive.topics is "a,b,c"; a bounded number of topics. */
 static int split_topics(sn_archiver_t *a, const char *list, char *errstr, size_t errstr_size) {
     const char *p = list;
 
@@ -704,8 +750,8 @@ static int split_topics(sn_archiver_t *a, const char *list, char *errstr, size_t
     return 0;
 }
 
-sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *opts,
-                               char *errstr, size_t errstr_size) {
+sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *opts, char *errstr,
+                               size_t errstr_size) {
     sn_archiver_opts_t none;
     sn_archiver_t *a = calloc(1, sizeof(*a));
     sn_consumer_opts_t co;
@@ -734,7 +780,8 @@ sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *
     a->metrics = opts->metrics;
     a->httpd = opts->httpd;
     if (!(a->parts = calloc(a->max_parts, sizeof(*a->parts))) ||
-        !(a->aux = calloc((size_t)sn_conf_int(conf, "archive.batch.max.records"), sizeof(*a->aux)))) {
+        !(a->aux =
+              calloc((size_t)sn_conf_int(conf, "archive.batch.max.records"), sizeof(*a->aux)))) {
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -747,8 +794,8 @@ sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *
     } else if (split_topics(a, sn_conf_str(conf, "archive.topics"), errstr, errstr_size) != 0) {
         goto fail;
     }
-    if (!(a->sink = sn_archive_sink_new(conf, opts->url ? opts->url : sn_conf_str(conf, "archive.url"),
-                                        errstr, errstr_size)))
+    if (!(a->sink = sn_archive_sink_new(
+              conf, opts->url ? opts->url : sn_conf_str(conf, "archive.url"), errstr, errstr_size)))
         goto fail;
     if ((rc = sn_archive_sink_probe(a->sink, errstr, errstr_size)) != 0) {
         if (rc != SN_ERR_TRANSIENT) goto fail;
@@ -762,7 +809,8 @@ sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *
     if (!spool || !spool[0]) spool = "/tmp";
     snprintf(base, sizeof(base), "%s", spool);
     if (mkdir(base, 0755) != 0 && errno != EEXIST) {
-        sn_err_set(errstr, errstr_size, SN_ERR_IO, "archive.spool.dir %s: %s", base, strerror(errno));
+        sn_err_set(errstr, errstr_size, SN_ERR_IO, "archive.spool.dir %s: %s", base,
+                   strerror(errno));
         goto fail;
     }
     clean_stale_spools(base);
@@ -798,6 +846,7 @@ fail:
 static void flush_all(sn_archiver_t *a, volatile int *stop, int64_t budget_ms) {
     int64_t deadline = mono_ms() + budget_ms;
 
+    commit_skips(a);
     if (close_old(a, 1) != 0) return;
     while (a->qhead && pump(a) != 0) {
         if (mono_ms() >= deadline || (stop && *stop > 1)) break;
@@ -808,8 +857,10 @@ static void flush_all(sn_archiver_t *a, volatile int *stop, int64_t budget_ms) {
         size_t n = 0;
 
         for (struct afile *f = a->qhead; f; f = f->next) n++;
-        sn_log_error("archive", "%zu files could not be uploaded before the shutdown deadline; "
-                                "their records are consumed again at the next start", n);
+        sn_log_error("archive",
+                     "%zu files could not be uploaded before the shutdown deadline; "
+                     "their records are consumed again at the next start",
+                     n);
     }
     while (a->qhead) {
         struct afile *f = a->qhead;
@@ -820,6 +871,9 @@ static void flush_all(sn_archiver_t *a, volatile int *stop, int64_t budget_ms) {
     update_oldest(a);
 }
 
+/* The loop: work in hand first (a held batch or queued uploads, respecting the
+ * backoff while the sink fails), else a new micro-batch; then age-based
+ * closes, the oldest-unarchived gauge and the idle exit. */
 int sn_archiver_run(sn_archiver_t *a, volatile int *stop) {
     int rc = 0;
 
@@ -862,8 +916,10 @@ int sn_archiver_run(sn_archiver_t *a, volatile int *stop) {
             if (!atomic_load(&a->first_record_ms)) atomic_store(&a->first_record_ms, mono_ms());
             rc = process(a);
             a->last_record_ms = mono_ms(); /* idle counts from the end of the work */
-            if (rc == SN_ERR_TRANSIENT) rc = 0;
-            else if (rc != 0) break;
+            if (rc == SN_ERR_TRANSIENT)
+                rc = 0;
+            else if (rc != 0)
+                break;
         }
     housekeeping:
         if (close_old(a, 0) != 0) {
@@ -876,10 +932,16 @@ int sn_archiver_run(sn_archiver_t *a, volatile int *stop) {
         if (a->idle_exit_ms > 0 && !a->down && a->pos >= a->batch.n && a->ready &&
             mono_ms() - a->last_record_ms >= a->idle_exit_ms) {
             sn_log_info("archive", "idle for %lld ms: finishing", (long long)a->idle_exit_ms);
+            atomic_store(&a->idle_start_ms, a->last_record_ms);
             break;
         }
     }
-    flush_all(a, stop, a->shutdown_ms);
+    {
+        int64_t t0 = mono_ms();
+
+        flush_all(a, stop, a->shutdown_ms);
+        atomic_store(&a->final_flush_ms, mono_ms() - t0);
+    }
     compact(a);
     sn_consumer_release_batch(&a->batch);
     a->pos = 0;
@@ -901,6 +963,9 @@ void sn_archiver_stats(const sn_archiver_t *a, sn_archiver_stats_t *out) {
     {
         int64_t f = atomic_load(&m->first_record_ms), l = atomic_load(&m->last_upload_ms);
 
+        int64_t idle = atomic_load(&m->idle_start_ms);
+
+        if (idle && l > idle) l = idle + atomic_load(&m->final_flush_ms);
         out->busy_s = (f && l > f) ? (double)(l - f) / 1000.0 : 0.0;
     }
 }
@@ -918,13 +983,16 @@ void sn_archiver_destroy(sn_archiver_t *a) {
         a->pos = 0;
         sn_consumer_destroy(a->c); /* may call on_revoke: state still valid */
     }
-    for (size_t i = 0; a->parts && i < a->max_parts; i++)
-        if (a->parts[i].used && a->parts[i].open) {
+    for (size_t i = 0; a->parts && i < a->max_parts; i++) {
+        if (!a->parts[i].used) continue;
+        end_release(a, &a->parts[i].skipf);
+        if (a->parts[i].open) {
             struct afile *f = a->parts[i].open;
 
             a->parts[i].open = NULL;
             file_free(a, f);
         }
+    }
     while (a->qhead) {
         struct afile *f = a->qhead;
 
@@ -942,6 +1010,8 @@ void sn_archiver_destroy(sn_archiver_t *a) {
     free(a);
 }
 
+/* Uploads one random file count times under distinct keys, timed; the keys
+ * are removed afterwards so a benchmark leaves nothing behind. */
 int sn_archiver_put_bench(const sn_conf_t *conf, const char *url, int count, size_t size,
                           double *seconds, char *errstr, size_t errstr_size) {
     sn_archive_sink_t *sink = NULL;
@@ -976,7 +1046,8 @@ int sn_archiver_put_bench(const sn_conf_t *conf, const char *url, int count, siz
     for (int i = 0; i < count; i++) {
         const char *pre = sn_archive_sink_prefix(sink);
 
-        snprintf(key, sizeof(key), "%s%s_bench/%ld-%d.bin", pre, pre[0] ? "/" : "", (long)getpid(), i);
+        snprintf(key, sizeof(key), "%s%s_bench/%ld-%d.bin", pre, pre[0] ? "/" : "", (long)getpid(),
+                 i);
         if ((rc = sn_archive_sink_put(sink, key, path, errstr, errstr_size)) != 0) goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -985,7 +1056,8 @@ int sn_archiver_put_bench(const sn_conf_t *conf, const char *url, int count, siz
         const char *pre = sn_archive_sink_prefix(sink);
         char e2[256];
 
-        snprintf(key, sizeof(key), "%s%s_bench/%ld-%d.bin", pre, pre[0] ? "/" : "", (long)getpid(), i);
+        snprintf(key, sizeof(key), "%s%s_bench/%ld-%d.bin", pre, pre[0] ? "/" : "", (long)getpid(),
+                 i);
         sn_archive_sink_delete(sink, key, e2, sizeof(e2));
     }
 out:

@@ -20,7 +20,8 @@
  *     archived and are skipped up to its last offset, then the check repeats
  *     at the next record, so a chain of uploaded-but-uncommitted files is
  *     walked. The new files therefore never overlap the old ones, however
- *     differently they are cut (rotation by age is not deterministic);
+ *     differently they are cut (rotation by age is not deterministic). The
+ *     skipped records are committed like archived ones;
  *   - records of a partition revoked while they were in hand are dropped
  *     (their new owner consumes them), the partition's files are uploaded and
  *     committed in the revocation callback, or discarded when that fails.
@@ -32,7 +33,10 @@
  * archiver pauses every partition, keeps serving the group, and retries with
  * exponential backoff and full jitter; nothing is committed meanwhile and at
  * most one closed file per partition waits on local disk. Memory holds one
- * Avro block per open file and one micro-batch. */
+ * Avro block per open file, one micro-batch, and the librdkafka message of
+ * each file's last record (sn_consumer_commit_batch takes records, so the
+ * record that commits a file is kept until its upload; it pins its fetch
+ * buffer). */
 #ifndef SN_ARCHIVER_H
 #define SN_ARCHIVER_H
 
@@ -52,24 +56,24 @@ typedef struct sn_archiver_opts {
     const char *url;           /* overrides archive.url */
     const char *const *topics; /* overrides archive.topics */
     size_t ntopics;
-    sn_metrics_t *metrics;     /* sentinel_archive_* metrics are registered here; may be NULL */
-    sn_httpd_t *httpd;         /* readiness (an assignment) and heartbeat; may be NULL */
-    int64_t idle_exit_ms;      /* > 0: sn_archiver_run returns once no record arrived for this
-                                  long and everything consumed is uploaded and committed */
+    sn_metrics_t *metrics; /* sentinel_archive_* metrics are registered here; may be NULL */
+    sn_httpd_t *httpd;     /* readiness (an assignment) and heartbeat; may be NULL */
+    int64_t idle_exit_ms;  /* > 0: sn_archiver_run returns once no record arrived for this
+                              long and everything consumed is uploaded and committed */
 } sn_archiver_opts_t;
 
 /* Counters since the archiver was created (consistent enough to print; read
  * from any thread). */
 typedef struct sn_archiver_stats {
-    uint64_t records;   /* records uploaded and committed */
-    uint64_t objects;   /* objects uploaded */
-    uint64_t bytes;     /* bytes uploaded */
-    uint64_t invalid;   /* records archived raw (not a valid frame of a known schema) */
-    uint64_t skipped;   /* records found already archived (after a crash) and skipped */
-    uint64_t retries;   /* upload retries (the S3 client's and the archiver's) */
-    uint64_t failures;  /* uploads that failed after the client's retries */
-    uint64_t in_bytes;  /* Kafka value bytes of the records uploaded */
-    double busy_s;      /* from the first record consumed to the last upload, seconds */
+    uint64_t records;  /* records uploaded and committed */
+    uint64_t objects;  /* objects uploaded */
+    uint64_t bytes;    /* bytes uploaded */
+    uint64_t invalid;  /* records archived raw (not a valid frame of a known schema) */
+    uint64_t skipped;  /* records found already archived (after a crash) and skipped */
+    uint64_t retries;  /* upload retries (the S3 client's and the archiver's) */
+    uint64_t failures; /* uploads that failed after the client's retries */
+    uint64_t in_bytes; /* Kafka value bytes of the records uploaded */
+    double busy_s;     /* from the first record consumed to the last upload, seconds */
 } sn_archiver_stats_t;
 
 /* Creates the archiver from the archive.*, s3.*, schema.* and kafka.* keys of
@@ -77,8 +81,8 @@ typedef struct sn_archiver_stats {
  * checks the sink (a missing bucket or refused credentials are errors; an
  * unreachable S3 is only logged), prepares the spool folder and joins the
  * consumer group. NULL with errstr on failure. */
-sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *opts,
-                               char *errstr, size_t errstr_size);
+sn_archiver_t *sn_archiver_new(const sn_conf_t *conf, const sn_archiver_opts_t *opts, char *errstr,
+                               size_t errstr_size);
 
 /* Runs until *stop becomes non-zero (a signal handler sets it) or, with
  * idle_exit_ms, until idle; then closes every file, uploads (for at most

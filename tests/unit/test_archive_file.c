@@ -33,10 +33,12 @@ static sn_conf_t *make_conf(const char *const *kv) {
     sn_conf_t *conf = sn_conf_new(tables, 5, errstr, sizeof(errstr));
 
     cr_assert_not_null(conf, "%s", errstr);
-    cr_assert_eq(sn_conf_set(conf, "schema.dir", SN_SOURCE_DIR "/schemas", "test", errstr,
-                             sizeof(errstr)), 0, "%s", errstr);
+    cr_assert_eq(
+        sn_conf_set(conf, "schema.dir", SN_SOURCE_DIR "/schemas", "test", errstr, sizeof(errstr)),
+        0, "%s", errstr);
     cr_assert_eq(sn_conf_set(conf, "schema.reader", SN_SOURCE_DIR "/schemas/telemetry.avsc", "test",
-                             errstr, sizeof(errstr)), 0, "%s", errstr);
+                             errstr, sizeof(errstr)),
+                 0, "%s", errstr);
     cr_assert_eq(sn_conf_set(conf, "log.level", "warn", "test", errstr, sizeof(errstr)), 0);
     for (; kv && kv[0]; kv += 2)
         cr_assert_eq(sn_conf_set(conf, kv[0], kv[1], "test", errstr, sizeof(errstr)), 0, "%s: %s",
@@ -66,18 +68,20 @@ Test(archive_file, key_layout) {
     int64_t f, l;
 
     /* 2024-01-15T12:34:56Z */
-    cr_assert_gt(sn_archive_key(key, sizeof(key), "arch/v1", "telemetry", 1705322096000LL, 3, 100,
-                                250), 0);
+    cr_assert_gt(
+        sn_archive_key(key, sizeof(key), "arch/v1", "telemetry", 1705322096000LL, 3, 100, 250), 0);
     cr_assert_str_eq(key, "arch/v1/telemetry/dt=2024-01-15/hour=12/partition=3/"
                           "00000000000000000100-00000000000000000250.avro");
     cr_assert_gt(sn_archive_key(key, sizeof(key), "", "t.scores", -1, 0, 0, 0), 0);
     cr_assert_str_eq(key, "t.scores/dt=1970-01-01/hour=00/partition=0/"
                           "00000000000000000000-00000000000000000000.avro");
-    cr_assert_eq(sn_archive_parse_name("a/b/00000000000000000100-00000000000000000250.avro", &f, &l), 0);
+    cr_assert_eq(
+        sn_archive_parse_name("a/b/00000000000000000100-00000000000000000250.avro", &f, &l), 0);
     cr_assert_eq(f, 100);
     cr_assert_eq(l, 250);
-    cr_assert_eq(sn_archive_parse_name(".00000000000000000100-00000000000000000250.avro.tmp", &f, &l),
-                 SN_ERR_INVALID);
+    cr_assert_eq(
+        sn_archive_parse_name(".00000000000000000100-00000000000000000250.avro.tmp", &f, &l),
+        SN_ERR_INVALID);
     cr_assert_eq(sn_archive_parse_name("5-4.avro", &f, &l), SN_ERR_INVALID);
     cr_assert_eq(sn_archive_key(key, 40, "p", "telemetry", 0, 1, 2, 3), SN_ERR_NOMEM);
 }
@@ -196,7 +200,8 @@ static size_t telemetry_frame(sn_codec_t *codec, int i, uint8_t *buf, size_t siz
     snprintf(ev.machine_id, sizeof(ev.machine_id), "m-%03d", i % 17);
     ev.ts_ms = 1705322096000LL + i;
     ev.nvalues = (uint32_t)sn_codec_nfields(codec);
-    for (uint32_t k = 0; k < ev.nvalues; k++) ev.values[k] = k == ev.nvalues - 1 ? i % 3 : 300.0 + i + k;
+    for (uint32_t k = 0; k < ev.nvalues; k++)
+        ev.values[k] = k == ev.nvalues - 1 ? i % 3 : 300.0 + i + k;
     cr_assert_eq(sn_codec_encode(codec, &ev, buf, size, &len, errstr, sizeof(errstr)), 0, "%s",
                  errstr);
     return len;
@@ -279,21 +284,27 @@ Test(archive_file, file_sink_put_find_replace) {
     cr_assert_eq(sn_archive_sink_probe(s, errstr, sizeof(errstr)), 0, "%s", errstr);
     sn_archive_dir(dkey, sizeof(dkey), "", "t", 0, 1);
     cr_assert_eq(sn_archive_sink_find(s, dkey, 10, &last, errstr, sizeof(errstr)), SN_ERR_NOENT);
-    cr_assert_eq(sn_archive_sink_put(s, "t/dt=1970-01-01/hour=00/partition=1/"
-                                        "00000000000000000010-00000000000000000019.avro",
-                                     src, errstr, sizeof(errstr)), 0, "%s", errstr);
-    cr_assert_eq(sn_archive_sink_put(s, "t/dt=1970-01-01/hour=00/partition=1/"
-                                        "00000000000000000020-00000000000000000029.avro",
-                                     src, errstr, sizeof(errstr)), 0);
+    cr_assert_eq(sn_archive_sink_put(s,
+                                     "t/dt=1970-01-01/hour=00/partition=1/"
+                                     "00000000000000000010-00000000000000000019.avro",
+                                     src, errstr, sizeof(errstr)),
+                 0, "%s", errstr);
+    cr_assert_eq(sn_archive_sink_put(s,
+                                     "t/dt=1970-01-01/hour=00/partition=1/"
+                                     "00000000000000000020-00000000000000000029.avro",
+                                     src, errstr, sizeof(errstr)),
+                 0);
     cr_assert_eq(sn_archive_sink_find(s, dkey, 10, &last, errstr, sizeof(errstr)), 0);
     cr_assert_eq(last, 19);
     cr_assert_eq(sn_archive_sink_find(s, dkey, 20, &last, errstr, sizeof(errstr)), 0);
     cr_assert_eq(last, 29);
     cr_assert_eq(sn_archive_sink_find(s, dkey, 15, &last, errstr, sizeof(errstr)), SN_ERR_NOENT);
     /* again under the same key: replaced, no temporary left behind */
-    cr_assert_eq(sn_archive_sink_put(s, "t/dt=1970-01-01/hour=00/partition=1/"
-                                        "00000000000000000010-00000000000000000019.avro",
-                                     src, errstr, sizeof(errstr)), 0);
+    cr_assert_eq(sn_archive_sink_put(s,
+                                     "t/dt=1970-01-01/hour=00/partition=1/"
+                                     "00000000000000000010-00000000000000000019.avro",
+                                     src, errstr, sizeof(errstr)),
+                 0);
     {
         char p[PATH_MAX + 64];
         DIR *d;
@@ -370,7 +381,8 @@ static void scan(const char *dir, struct seen *s) {
                 avro_value_get_by_name(&v, "kafka_offset", &fld, NULL);
                 avro_value_get_long(&fld, &off);
                 cr_assert(part >= 0 && part < s->nparts && off >= 0 && off < s->max_off);
-                cr_assert(off >= first && off <= last && off > prev, "%s: offset %ld", p, (long)off);
+                cr_assert(off >= first && off <= last && off > prev, "%s: offset %ld", p,
+                          (long)off);
                 prev = off;
                 s->hit[part * s->max_off + off]++;
                 s->records++;
@@ -392,8 +404,8 @@ static void run_archiver(sn_conf_t *conf, const char *bootstrap, const char *url
                          sn_archiver_stats_t *st) {
     char errstr[512];
     const char *topics[] = {"arch-test"};
-    sn_archiver_opts_t o = {.bootstrap = bootstrap, .url = url, .topics = topics, .ntopics = 1,
-                            .idle_exit_ms = 3000};
+    sn_archiver_opts_t o = {
+        .bootstrap = bootstrap, .url = url, .topics = topics, .ntopics = 1, .idle_exit_ms = 5000};
     sn_archiver_t *a = sn_archiver_new(conf, &o, errstr, sizeof(errstr));
 
     cr_assert_not_null(a, "%s", errstr);
@@ -417,7 +429,8 @@ static void produce(sn_conf_t *conf, const char *bootstrap, int from, int n) {
         snprintf(key, sizeof(key), "m-%03d", i % 17);
         if (i % 97 == 0) len = 3; /* now and then a record that is not a valid frame */
         cr_assert_eq(sn_producer_send(p, "arch-test", -1, key, strlen(key), frame, len, NULL, 0,
-                                      5000, errstr, sizeof(errstr)), 0, "%s", errstr);
+                                      5000, errstr, sizeof(errstr)),
+                     0, "%s", errstr);
     }
     cr_assert_eq(sn_producer_flush(p, 10000), 0);
     sn_producer_destroy(p, 1000);
@@ -427,7 +440,11 @@ static void produce(sn_conf_t *conf, const char *bootstrap, int from, int n) {
 Test(archive_file, end_to_end_mock_exactly_once_and_restart, .timeout = 240) {
     char *dir = tmpdir(), url[PATH_MAX + 16], arch[PATH_MAX + 8], errstr[512];
     const char *kv[] = {"archive.file.max.records", "300", "archive.group.id", "g1",
-                        "archive.batch.max.records", "500", NULL};
+                        "archive.batch.max.records", "500",
+                        /* a member that left is forgotten by the mock cluster only when
+                         * its session times out: keep that short for the rejoin below */
+                        "kafka.session.timeout.ms", "6000", "kafka.heartbeat.interval.ms", "500",
+                        NULL};
     sn_conf_t *conf = make_conf(kv);
     sn_kafka_mock_t *m = sn_kafka_mock_new(1, errstr, sizeof(errstr));
     sn_archiver_stats_t st;
@@ -453,6 +470,16 @@ Test(archive_file, end_to_end_mock_exactly_once_and_restart, .timeout = 240) {
     run_archiver(conf, sn_kafka_mock_bootstraps(m), url, &st);
     cr_assert_eq(st.skipped, N1, "skipped %lu", (unsigned long)st.skipped);
     cr_assert_eq(st.records, N2);
+
+    /* A group that only finds archived records commits them all the same:
+     * its next run has nothing to walk. */
+    sn_conf_set(conf, "archive.group.id", "g3", "test", errstr, sizeof(errstr));
+    run_archiver(conf, sn_kafka_mock_bootstraps(m), url, &st);
+    cr_assert_eq(st.skipped, N1 + N2);
+    cr_assert_eq(st.records, 0);
+    run_archiver(conf, sn_kafka_mock_bootstraps(m), url, &st);
+    cr_assert_eq(st.skipped, 0, "skipped records were committed");
+    cr_assert_eq(st.records, 0);
 
     s.nparts = NP;
     s.max_off = N1 + N2;

@@ -116,17 +116,20 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
         snprintf(F.sts_token, sizeof(F.sts_token), "%s", t ? t + 17 : "");
         gmtime_r(&e, &tm);
         strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        snprintf(xml, sizeof(xml),
-                 "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
-                 "<AccessKeyId>ASIA%d</AccessKeyId><SecretAccessKey>sts&amp;secret</SecretAccessKey>"
-                 "<SessionToken>session-%d</SessionToken><Expiration>%s</Expiration></Credentials>"
-                 "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
-                 F.sts_calls, F.sts_calls, exp);
+        snprintf(
+            xml, sizeof(xml),
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+            "<AccessKeyId>ASIA%d</AccessKeyId><SecretAccessKey>sts&amp;secret</SecretAccessKey>"
+            "<SessionToken>session-%d</SessionToken><Expiration>%s</Expiration></Credentials>"
+            "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+            F.sts_calls, F.sts_calls, exp);
         return reply(c, 200, xml, NULL);
     }
     if (strcmp(url, "/creds") == 0)
-        return reply(c, 200, "{\"AccessKeyId\":\"AKCONT\",\"SecretAccessKey\":\"s\",\"Token\":\"t\","
-                             "\"Expiration\":\"2999-01-01T00:00:00Z\"}", NULL);
+        return reply(c, 200,
+                     "{\"AccessKeyId\":\"AKCONT\",\"SecretAccessKey\":\"s\",\"Token\":\"t\","
+                     "\"Expiration\":\"2999-01-01T00:00:00Z\"}",
+                     NULL);
     if (!auth || strncmp(auth, "AWS4-HMAC-SHA256 Credential=", 28) != 0 || !sha) F.bad++;
     sn_s3_sha256_hex(body ? body : "", len, want);
     if (sha && strcmp(sha, want) != 0) F.bad++;
@@ -144,13 +147,16 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
                  F.fail_code ? F.fail_code : "InternalError");
         return reply(c, F.fail_status, xml, NULL);
     }
-    if (strncmp(url, "/bkt", 4) != 0) return reply(c, 404, "<Error><Code>NoSuchBucket</Code></Error>", NULL);
+    if (strncmp(url, "/bkt", 4) != 0)
+        return reply(c, 404, "<Error><Code>NoSuchBucket</Code></Error>", NULL);
     key = url[4] == '/' ? url + 5 : "";
     if (strcmp(method, "POST") == 0 && q_uploads) {
         F.initiated++;
         for (int i = 0; i < 16; i++) free(F.partbuf[i]), F.partbuf[i] = NULL, F.partlen[i] = 0;
-        return reply(c, 200, "<InitiateMultipartUploadResult><UploadId>up/1+x=</UploadId>"
-                             "</InitiateMultipartUploadResult>", NULL);
+        return reply(c, 200,
+                     "<InitiateMultipartUploadResult><UploadId>up/1+x=</UploadId>"
+                     "</InitiateMultipartUploadResult>",
+                     NULL);
     }
     if (strcmp(method, "PUT") == 0 && q_part) {
         int n = (int)strtol(q_part, NULL, 10);
@@ -195,7 +201,8 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
     }
     if (strcmp(method, "GET") == 0 && q_list) {
         const char *prefix = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "prefix");
-        const char *cont = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "continuation-token");
+        const char *cont =
+            MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "continuation-token");
         int start = cont ? (int)strtol(cont, NULL, 10) : 0, shown = 0, i;
         size_t o = 0;
 
@@ -204,15 +211,18 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
         o += (size_t)snprintf(xml + o, sizeof(xml) - o, "<ListBucketResult>");
         for (i = start; i < F.nobjs && shown < 2; i++) { /* pages of 2 force continuations */
             if (prefix && strncmp(F.objs[i].key, prefix, strlen(prefix)) != 0) continue;
-            o += (size_t)snprintf(xml + o, sizeof(xml) - o,
-                                  "<Contents><Key>%s</Key><Size>%zu</Size><ETag>&quot;e&quot;</ETag>"
-                                  "</Contents>", F.objs[i].key, F.objs[i].len);
+            o +=
+                (size_t)snprintf(xml + o, sizeof(xml) - o,
+                                 "<Contents><Key>%s</Key><Size>%zu</Size><ETag>&quot;e&quot;</ETag>"
+                                 "</Contents>",
+                                 F.objs[i].key, F.objs[i].len);
             shown++;
         }
         if (i < F.nobjs)
             o += (size_t)snprintf(xml + o, sizeof(xml) - o,
                                   "<IsTruncated>true</IsTruncated><NextContinuationToken>%d"
-                                  "</NextContinuationToken>", i);
+                                  "</NextContinuationToken>",
+                                  i);
         else
             o += (size_t)snprintf(xml + o, sizeof(xml) - o, "<IsTruncated>false</IsTruncated>");
         snprintf(xml + o, sizeof(xml) - o, "</ListBucketResult>");
@@ -477,7 +487,8 @@ Test(s3, multipart_aborted_on_failure) {
     sn_s3_stats_t st;
 
     F.fail_parts = 1;
-    cr_assert_eq(sn_s3_put_file(s3, "doomed", path, NULL, errstr, sizeof(errstr)), SN_ERR_TRANSIENT);
+    cr_assert_eq(sn_s3_put_file(s3, "doomed", path, NULL, errstr, sizeof(errstr)),
+                 SN_ERR_TRANSIENT);
     cr_assert_eq(F.aborted, 1, "the upload is aborted so no parts are left behind");
     cr_assert_null(find("doomed"));
     sn_s3_stats(s3, &st);
@@ -511,7 +522,8 @@ Test(s3, list_follows_continuation) {
         sn_s3_put(s3, k, "x", 1, NULL, errstr, sizeof(errstr));
     }
     sn_s3_put(s3, "q/other", "x", 1, NULL, errstr, sizeof(errstr));
-    cr_assert_eq(sn_s3_list(s3, "p/", NULL, 0, on_obj, &l, errstr, sizeof(errstr)), 0, "%s", errstr);
+    cr_assert_eq(sn_s3_list(s3, "p/", NULL, 0, on_obj, &l, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
     cr_assert_eq(l.n, 5);
     cr_assert_str_eq(l.keys[0], "p/0");
     cr_assert_str_eq(l.keys[4], "p/4");
@@ -529,9 +541,10 @@ Test(s3, creds_env_then_profile) {
     sn_s3_credentials_t c;
     char errstr[256], path[] = "/tmp/sn-creds-XXXXXX";
     int fd = mkstemp(path);
-    const char *ini = "[default]\naws_access_key_id = AKDEF\naws_secret_access_key=sdef\n"
-                      "# comment\n[ops]\n aws_access_key_id = AKOPS \naws_secret_access_key = sops\n"
-                      "aws_session_token = tops\n";
+    const char *ini =
+        "[default]\naws_access_key_id = AKDEF\naws_secret_access_key=sdef\n"
+        "# comment\n[ops]\n aws_access_key_id = AKOPS \naws_secret_access_key = sops\n"
+        "aws_session_token = tops\n";
     sn_s3_creds_t *p;
 
     cr_assert_eq(write(fd, ini, strlen(ini)), (ssize_t)strlen(ini));

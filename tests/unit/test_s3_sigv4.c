@@ -149,9 +149,15 @@ Test(s3_sigv4, refuses_incomplete_or_duplicate) {
     sn_s3_kv_t dup = {"Host", "x"};
     char auth[SN_S3_AUTH_MAX], small[16], errstr[128];
     sn_s3_sigv4_req_t req = {
-        .method = "GET", .host = "h", .canonical_uri = "/", .payload_sha256 = "UNSIGNED-PAYLOAD",
-        .amz_date = "20240101T000000Z", .region = "us-east-1", .service = "s3",
-        .access_key = "AK", .secret_key = "",
+        .method = "GET",
+        .host = "h",
+        .canonical_uri = "/",
+        .payload_sha256 = "UNSIGNED-PAYLOAD",
+        .amz_date = "20240101T000000Z",
+        .region = "us-east-1",
+        .service = "s3",
+        .access_key = "AK",
+        .secret_key = "",
     };
 
     cr_assert_eq(sn_s3_sigv4_sign(&req, auth, sizeof(auth), NULL, 0, errstr, sizeof(errstr)),
@@ -170,13 +176,20 @@ Test(s3_sigv4, refuses_incomplete_or_duplicate) {
 Test(s3_sigv4, secret_not_in_output) {
     char auth[SN_S3_AUTH_MAX], canonical[2048], errstr[128];
     sn_s3_sigv4_req_t req = {
-        .method = "GET", .host = "h", .canonical_uri = "/", .payload_sha256 = "UNSIGNED-PAYLOAD",
-        .amz_date = "20240101T000000Z", .region = "us-east-1", .service = "s3",
-        .access_key = "AK", .secret_key = "TOPSECRET",
+        .method = "GET",
+        .host = "h",
+        .canonical_uri = "/",
+        .payload_sha256 = "UNSIGNED-PAYLOAD",
+        .amz_date = "20240101T000000Z",
+        .region = "us-east-1",
+        .service = "s3",
+        .access_key = "AK",
+        .secret_key = "TOPSECRET",
     };
 
     cr_assert_eq(sn_s3_sigv4_sign(&req, auth, sizeof(auth), canonical, sizeof(canonical), errstr,
-                                  sizeof(errstr)), 0);
+                                  sizeof(errstr)),
+                 0);
     cr_assert_null(strstr(auth, "TOPSECRET"));
     cr_assert_null(strstr(canonical, "TOPSECRET"));
 }
