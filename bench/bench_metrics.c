@@ -2,7 +2,8 @@
  * next to a plain non-atomic increment measured in the same run.
  *
  * Build and run from the repository root:
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/bench_metrics.c common/metrics.c common/log.c common/json.c common/err.c -o /tmp/bench_metrics -lpthread -lm && /tmp/bench_metrics
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/bench_metrics.c common/metrics.c common/log.c
+ * common/json.c common/err.c -o /tmp/bench_metrics -lpthread -lm && /tmp/bench_metrics
  *
  * Each figure is the best of REPEATS runs of N operations (loop included), so a
  * noisy neighbour inflates nothing. The metric functions live in another

@@ -18,15 +18,9 @@
 extern char **environ;
 
 const sn_conf_def_t *const cli_conf_tables[] = {
-    sn_common_conf_defs,
-    sn_metrics_conf_defs,
-    sn_schemas_conf_defs,
-    sn_scoring_conf_defs,
-    sn_model_conf_defs,
-    sn_scorer_conf_defs,
-    sn_archiver_conf_defs,
-    sn_s3_conf_defs,
-    sn_drift_conf_defs,
+    sn_common_conf_defs,   sn_metrics_conf_defs, sn_schemas_conf_defs,
+    sn_scoring_conf_defs,  sn_model_conf_defs,   sn_scorer_conf_defs,
+    sn_archiver_conf_defs, sn_s3_conf_defs,      sn_drift_conf_defs,
 };
 const char *const cli_conf_titles[] = {
     "General",

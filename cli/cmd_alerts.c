@@ -26,7 +26,8 @@ void cli_alert_line(const sn_alert_t *a, char *buf, size_t size) {
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     for (uint32_t i = 0; i < a->nfeatures && n < sizeof(why); i++)
         n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s=%.4g (%+.2f)", i ? ", " : "",
-                              a->features[i].name, a->features[i].value, a->features[i].contribution);
+                              a->features[i].name, a->features[i].value,
+                              a->features[i].contribution);
     snprintf(buf, size, "%s %-8s %s score %.3f (threshold %.3f, %s v%s)%s%s", when,
              state_name(a->state), a->machine_id, a->score, a->threshold, a->model_name,
              a->model_version, n ? ": " : "", why);
@@ -56,14 +57,14 @@ static void json_line(const sn_alert_t *a, FILE *out) {
 }
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: sentinel alerts [--from-beginning] [--json] [--count N] [-c FILE] [-X KEY=VALUE]...\n\n"
-            "Follows topic.alerts and prints one line per alert: time, state, machine,\n"
-            "score, threshold, model version and the features that pushed the score up.\n"
-            "Reads without joining the scorers' group and commits nothing.\n\n"
-            "  --from-beginning  start at the oldest alert (default: only new ones)\n"
-            "  --json            JSON lines instead of text\n"
-            "  --count N         exit after N alerts\n");
+    fprintf(out, "usage: sentinel alerts [--from-beginning] [--json] [--count N] [-c FILE] [-X "
+                 "KEY=VALUE]...\n\n"
+                 "Follows topic.alerts and prints one line per alert: time, state, machine,\n"
+                 "score, threshold, model version and the features that pushed the score up.\n"
+                 "Reads without joining the scorers' group and commits nothing.\n\n"
+                 "  --from-beginning  start at the oldest alert (default: only new ones)\n"
+                 "  --json            JSON lines instead of text\n"
+                 "  --count N         exit after N alerts\n");
     cli_conf_usage(out);
 }
 
@@ -141,7 +142,8 @@ int cmd_alerts(int argc, char **argv) {
             sn_alert_t a;
             char line[1024];
 
-            if (sn_codec_decode_alert(codec, r->value, r->len, &a, &cls, errstr, sizeof(errstr)) != 0) {
+            if (sn_codec_decode_alert(codec, r->value, r->len, &a, &cls, errstr, sizeof(errstr)) !=
+                0) {
                 sn_log_warn("alerts", "%s/%d/%lld is not an alert (%s): %s", r->topic,
                             (int)r->partition, (long long)r->offset, sn_codec_error_class_str(cls),
                             errstr);

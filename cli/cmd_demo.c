@@ -126,7 +126,8 @@ static void *produce_main(void *arg) {
     o.rate = d->rate;
     o.bootstrap = sn_kafka_mock_bootstraps(d->mock);
     o.stop = &cli_stop;
-    d->produce_rc = sn_produce_run(d->conf, &o, &d->produced, d->produce_err, sizeof(d->produce_err));
+    d->produce_rc =
+        sn_produce_run(d->conf, &o, &d->produced, d->produce_err, sizeof(d->produce_err));
     d->produce_done = 1;
     return NULL;
 }
@@ -218,8 +219,12 @@ static int rm_rf(const char *dir) {
 static int demo_conf(struct demo *d) {
     char v[4][320];
     const char *kv[][2] = {
-        {"redis.url", v[0]},      {"registry.url", v[1]},       {"archive.url", v[2]},
-        {"archive.spool.dir", v[3]}, {"metrics.port", "0"},     {"alert.cooldown.ms", "3600000"},
+        {"redis.url", v[0]},
+        {"registry.url", v[1]},
+        {"archive.url", v[2]},
+        {"archive.spool.dir", v[3]},
+        {"metrics.port", "0"},
+        {"alert.cooldown.ms", "3600000"},
         {"archive.file.max.age.ms", "2000"},
     };
     char errstr[512];
@@ -250,8 +255,10 @@ int cmd_demo(int argc, char **argv) {
         {"rate", required_argument, NULL, O_RATE}, {"step", required_argument, NULL, O_STEP},
         {"data", required_argument, NULL, O_DATA}, {"keep", no_argument, NULL, O_KEEP},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    static const char *topics[][2] = {{"telemetry", "4"}, {"telemetry.scores", "4"},
-                                      {"telemetry.dlq", "1"}, {"machine-failures", "1"}};
+    static const char *topics[][2] = {{"telemetry", "4"},
+                                      {"telemetry.scores", "4"},
+                                      {"telemetry.dlq", "1"},
+                                      {"machine-failures", "1"}};
     struct demo *d = calloc(1, sizeof(*d));
     cli_conf_args_t args = {0};
     sn_scorer_t *scorer = NULL;
@@ -284,7 +291,10 @@ int cmd_demo(int argc, char **argv) {
             break;
         case O_DATA: d->data = optarg; break;
         case O_KEEP: keep = 1; break;
-        case 'h': usage(stdout); rc = SN_EXIT_OK; goto out;
+        case 'h':
+            usage(stdout);
+            rc = SN_EXIT_OK;
+            goto out;
         default: goto bad_usage;
         }
     }
@@ -292,8 +302,10 @@ int cmd_demo(int argc, char **argv) {
     if (!(d->conf = cli_conf_build(&args))) goto out;
     rc = SN_EXIT_RUNTIME;
     if (load_labels(d) != 0) {
-        fprintf(stderr, "sentinel demo: cannot read %d rows from %s (run from the repository root, "
-                        "or give --data)\n", DEMO_ROWS, d->data);
+        fprintf(stderr,
+                "sentinel demo: cannot read %d rows from %s (run from the repository root, "
+                "or give --data)\n",
+                DEMO_ROWS, d->data);
         goto out;
     }
     snprintf(d->dir, sizeof(d->dir), "/tmp/sentinel-demo-XXXXXX");
@@ -303,8 +315,10 @@ int cmd_demo(int argc, char **argv) {
 
     printf("[1/4] starting redis-server on %s/redis.sock and an in-process Kafka\n", d->dir);
     if (start_redis(d) != 0) {
-        fprintf(stderr, "sentinel demo: redis-server did not start (is it installed? scripts/setup "
-                        "installs it; log: %s/redis.log)\n", d->dir);
+        fprintf(stderr,
+                "sentinel demo: redis-server did not start (is it installed? scripts/setup "
+                "installs it; log: %s/redis.log)\n",
+                d->dir);
         goto out;
     }
     if (!(d->mock = sn_kafka_mock_new(1, errstr, sizeof(errstr)))) goto fail;
@@ -379,7 +393,9 @@ int cmd_demo(int argc, char **argv) {
           ast.records == d->produced.delivered + st.scored)
              ? SN_EXIT_OK
              : SN_EXIT_RUNTIME;
-    if (rc != SN_EXIT_OK) fprintf(stderr, "sentinel demo: %s\n", d->produce_err[0] ? d->produce_err : "not every event was scored and archived");
+    if (rc != SN_EXIT_OK)
+        fprintf(stderr, "sentinel demo: %s\n",
+                d->produce_err[0] ? d->produce_err : "not every event was scored and archived");
     if (keep) printf("  kept %s\n", d->dir);
     goto out;
 bad_usage:

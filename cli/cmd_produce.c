@@ -14,33 +14,34 @@
 #define MAP_MAX 64
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: sentinel produce [options] (--csv FILE | --jsonl FILE | --fleet N --events M)\n\n"
-            "Publishes telemetry to the telemetry topic (topic.telemetry), Avro with the\n"
-            "Confluent framing, keyed by machine id, with an idempotent producer. Exits 1\n"
-            "when any event was not delivered or any input row was bad (each is logged).\n\n"
-            "input:\n"
-            "  --csv FILE          CSV with a header line ('-' for standard input)\n"
-            "  --preset ai4i       the column mapping of the bundled AI4I data\n"
-            "                      (data/ai4i2020.csv); implies --machine-id ai4i-mill\n"
-            "  --map FIELD=COLUMN  map a CSV column to a schema field, the key or time field,\n"
-            "                      or tag.NAME (repeatable); default: columns named like fields\n"
-            "  --ts-column COLUMN  CSV column with the event time in epoch milliseconds\n"
-            "  --jsonl FILE        JSON lines, one object per event ('-' for standard input)\n"
-            "  --fleet N           a synthetic fleet of N machines (drift, noise, failures)\n"
-            "  --seed S            the fleet's seed (default 1): same seed, same events\n"
-            "  --failures-out FILE write the fleet's failures as machine_id,ts_ms,mode lines\n"
-            "time and ids:\n"
-            "  --machine-id ID     machine id for inputs that have none\n"
-            "  --start TIME        time of the first row, epoch milliseconds or 'now'\n"
-            "                      (default: now, floored to the hour)\n"
-            "  --step MS           time between rows, or between fleet steps (default 1000)\n"
-            "how much and how fast:\n"
-            "  --skip N            read but do not send the first N events (replay a tail)\n"
-            "  --events N          send at most N events (required with --fleet)\n"
-            "  --rate R            events per second (default: as fast as possible)\n"
-            "  --topic TOPIC       produce to TOPIC instead of topic.telemetry\n"
-            "  -q, --quiet         no progress line\n");
+    fprintf(
+        out,
+        "usage: sentinel produce [options] (--csv FILE | --jsonl FILE | --fleet N --events M)\n\n"
+        "Publishes telemetry to the telemetry topic (topic.telemetry), Avro with the\n"
+        "Confluent framing, keyed by machine id, with an idempotent producer. Exits 1\n"
+        "when any event was not delivered or any input row was bad (each is logged).\n\n"
+        "input:\n"
+        "  --csv FILE          CSV with a header line ('-' for standard input)\n"
+        "  --preset ai4i       the column mapping of the bundled AI4I data\n"
+        "                      (data/ai4i2020.csv); implies --machine-id ai4i-mill\n"
+        "  --map FIELD=COLUMN  map a CSV column to a schema field, the key or time field,\n"
+        "                      or tag.NAME (repeatable); default: columns named like fields\n"
+        "  --ts-column COLUMN  CSV column with the event time in epoch milliseconds\n"
+        "  --jsonl FILE        JSON lines, one object per event ('-' for standard input)\n"
+        "  --fleet N           a synthetic fleet of N machines (drift, noise, failures)\n"
+        "  --seed S            the fleet's seed (default 1): same seed, same events\n"
+        "  --failures-out FILE write the fleet's failures as machine_id,ts_ms,mode lines\n"
+        "time and ids:\n"
+        "  --machine-id ID     machine id for inputs that have none\n"
+        "  --start TIME        time of the first row, epoch milliseconds or 'now'\n"
+        "                      (default: now, floored to the hour)\n"
+        "  --step MS           time between rows, or between fleet steps (default 1000)\n"
+        "how much and how fast:\n"
+        "  --skip N            read but do not send the first N events (replay a tail)\n"
+        "  --events N          send at most N events (required with --fleet)\n"
+        "  --rate R            events per second (default: as fast as possible)\n"
+        "  --topic TOPIC       produce to TOPIC instead of topic.telemetry\n"
+        "  -q, --quiet         no progress line\n");
     cli_conf_usage(out);
 }
 
@@ -59,18 +60,41 @@ bad:
 }
 
 int cmd_produce(int argc, char **argv) {
-    enum { O_CSV = 256, O_PRESET, O_MAP, O_TSCOL, O_JSONL, O_FLEET, O_SEED, O_FOUT, O_MID,
-           O_START, O_STEP, O_SKIP, O_EVENTS, O_RATE, O_TOPIC };
-    static const struct option longopts[] = {
-        {"csv", required_argument, NULL, O_CSV},     {"preset", required_argument, NULL, O_PRESET},
-        {"map", required_argument, NULL, O_MAP},     {"ts-column", required_argument, NULL, O_TSCOL},
-        {"jsonl", required_argument, NULL, O_JSONL}, {"fleet", required_argument, NULL, O_FLEET},
-        {"seed", required_argument, NULL, O_SEED},   {"failures-out", required_argument, NULL, O_FOUT},
-        {"machine-id", required_argument, NULL, O_MID}, {"start", required_argument, NULL, O_START},
-        {"step", required_argument, NULL, O_STEP},   {"skip", required_argument, NULL, O_SKIP},
-        {"events", required_argument, NULL, O_EVENTS}, {"rate", required_argument, NULL, O_RATE},
-        {"topic", required_argument, NULL, O_TOPIC}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+    enum {
+        O_CSV = 256,
+        O_PRESET,
+        O_MAP,
+        O_TSCOL,
+        O_JSONL,
+        O_FLEET,
+        O_SEED,
+        O_FOUT,
+        O_MID,
+        O_START,
+        O_STEP,
+        O_SKIP,
+        O_EVENTS,
+        O_RATE,
+        O_TOPIC
+    };
+    static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
+                                             {"preset", required_argument, NULL, O_PRESET},
+                                             {"map", required_argument, NULL, O_MAP},
+                                             {"ts-column", required_argument, NULL, O_TSCOL},
+                                             {"jsonl", required_argument, NULL, O_JSONL},
+                                             {"fleet", required_argument, NULL, O_FLEET},
+                                             {"seed", required_argument, NULL, O_SEED},
+                                             {"failures-out", required_argument, NULL, O_FOUT},
+                                             {"machine-id", required_argument, NULL, O_MID},
+                                             {"start", required_argument, NULL, O_START},
+                                             {"step", required_argument, NULL, O_STEP},
+                                             {"skip", required_argument, NULL, O_SKIP},
+                                             {"events", required_argument, NULL, O_EVENTS},
+                                             {"rate", required_argument, NULL, O_RATE},
+                                             {"topic", required_argument, NULL, O_TOPIC},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     const char *map[MAP_MAX];
     sn_produce_opts_t o;
     sn_produce_result_t res;
@@ -91,8 +115,16 @@ int cmd_produce(int argc, char **argv) {
         if (r < 0) return SN_EXIT_USAGE;
         if (r) continue;
         switch (opt) {
-        case O_CSV: o.source.kind = SN_SOURCE_CSV; o.source.path = optarg; inputs++; break;
-        case O_JSONL: o.source.kind = SN_SOURCE_JSONL; o.source.path = optarg; inputs++; break;
+        case O_CSV:
+            o.source.kind = SN_SOURCE_CSV;
+            o.source.path = optarg;
+            inputs++;
+            break;
+        case O_JSONL:
+            o.source.kind = SN_SOURCE_JSONL;
+            o.source.path = optarg;
+            inputs++;
+            break;
         case O_FLEET:
             if (parse_u64("--fleet", optarg, &u) || u == 0 || u > 1000000) {
                 fprintf(stderr, "sentinel produce: --fleet expects 1..1000000 machines\n");
@@ -119,7 +151,9 @@ int cmd_produce(int argc, char **argv) {
             map[nmap++] = optarg;
             break;
         case O_TSCOL: o.source.ts_column = optarg; break;
-        case O_SEED: if (parse_u64("--seed", optarg, &o.source.seed)) return SN_EXIT_USAGE; break;
+        case O_SEED:
+            if (parse_u64("--seed", optarg, &o.source.seed)) return SN_EXIT_USAGE;
+            break;
         case O_FOUT: fout_path = optarg; break;
         case O_MID: o.source.machine_id = optarg; break;
         case O_START: start = optarg; break;
@@ -127,14 +161,19 @@ int cmd_produce(int argc, char **argv) {
             if (parse_u64("--step", optarg, &u) || u > 86400000ULL) return SN_EXIT_USAGE;
             o.source.step_ms = (int64_t)u;
             break;
-        case O_SKIP: if (parse_u64("--skip", optarg, &o.skip)) return SN_EXIT_USAGE; break;
-        case O_EVENTS: if (parse_u64("--events", optarg, &o.count)) return SN_EXIT_USAGE; break;
+        case O_SKIP:
+            if (parse_u64("--skip", optarg, &o.skip)) return SN_EXIT_USAGE;
+            break;
+        case O_EVENTS:
+            if (parse_u64("--events", optarg, &o.count)) return SN_EXIT_USAGE;
+            break;
         case O_RATE: {
             char *end;
 
             o.rate = strtod(optarg, &end);
             if (end == optarg || *end || !(o.rate >= 0) || o.rate > 1e9) {
-                fprintf(stderr, "sentinel produce: --rate expects events per second, got '%s'\n", optarg);
+                fprintf(stderr, "sentinel produce: --rate expects events per second, got '%s'\n",
+                        optarg);
                 return SN_EXIT_USAGE;
             }
             break;
@@ -190,7 +229,8 @@ int cmd_produce(int argc, char **argv) {
            (unsigned long long)res.delivered, (unsigned long long)res.failed,
            (unsigned long long)res.bad);
     if (rc != 0) fprintf(stderr, "sentinel produce: %s\n", errstr);
-    rc = (rc != 0 || res.bad || res.failed || res.delivered != res.sent) ? SN_EXIT_RUNTIME : SN_EXIT_OK;
+    rc = (rc != 0 || res.bad || res.failed || res.delivered != res.sent) ? SN_EXIT_RUNTIME
+                                                                         : SN_EXIT_OK;
 out:
     if (fout) fclose(fout);
     sn_conf_destroy(conf);

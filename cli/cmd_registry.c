@@ -15,23 +15,25 @@
 #include "scoring/registry.h"
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: sentinel registry <command> [options]\n\n"
-            "Model versions and aliases in registry.url (file://DIR or mlflow+http://HOST:PORT),\n"
-            "under model.name.\n\n"
-            "commands:\n"
-            "  list [--limit N]          versions, oldest first, with their aliases and holdout PR-AUC\n"
-            "  show VERSION|ALIAS [--json]\n"
-            "                            a version's card: metrics, threshold, data, lineage\n"
-            "                            (--json prints card.json as stored)\n"
-            "  promote VERSION [--alias A]\n"
-            "                            point A (default model.alias) at VERSION, without the gate\n"
-            "  rollback [--alias A]      move A back to the version it had before its last move\n"
-            "  alias NAME [VERSION]      print NAME's version and history, or point it at VERSION\n"
-            "  download VERSION|ALIAS DIR\n"
-            "                            write model.ubj and card.json into DIR\n"
-            "\nExit codes: 0 done, 1 failure (unknown version, unset alias, registry down), 2 bad\n"
-            "usage or config.\n");
+    fprintf(
+        out,
+        "usage: sentinel registry <command> [options]\n\n"
+        "Model versions and aliases in registry.url (file://DIR or mlflow+http://HOST:PORT),\n"
+        "under model.name.\n\n"
+        "commands:\n"
+        "  list [--limit N]          versions, oldest first, with their aliases and holdout "
+        "PR-AUC\n"
+        "  show VERSION|ALIAS [--json]\n"
+        "                            a version's card: metrics, threshold, data, lineage\n"
+        "                            (--json prints card.json as stored)\n"
+        "  promote VERSION [--alias A]\n"
+        "                            point A (default model.alias) at VERSION, without the gate\n"
+        "  rollback [--alias A]      move A back to the version it had before its last move\n"
+        "  alias NAME [VERSION]      print NAME's version and history, or point it at VERSION\n"
+        "  download VERSION|ALIAS DIR\n"
+        "                            write model.ubj and card.json into DIR\n"
+        "\nExit codes: 0 done, 1 failure (unknown version, unset alias, registry down), 2 bad\n"
+        "usage or config.\n");
     cli_conf_usage(out);
 }
 
@@ -39,16 +41,21 @@ static void usage(FILE *out) {
  * other failure (unknown version, registry down, refused request) is a
  * runtime one. */
 static int fail(const char *errstr, int err) {
-    fprintf(stderr, "sentinel registry: %s\n", strncmp(errstr, "registry: ", 10) == 0 ? errstr + 10 : errstr);
-    if (err == SN_ERR_INVALID && (strstr(errstr, "bad alias") || strstr(errstr, "not a version number")))
+    fprintf(stderr, "sentinel registry: %s\n",
+            strncmp(errstr, "registry: ", 10) == 0 ? errstr + 10 : errstr);
+    if (err == SN_ERR_INVALID &&
+        (strstr(errstr, "bad alias") || strstr(errstr, "not a version number")))
         return SN_EXIT_USAGE;
     return SN_EXIT_RUNTIME;
 }
 
-static int is_version(const char *s) { return s[0] >= '1' && s[0] <= '9' && strspn(s, "0123456789") == strlen(s); }
+static int is_version(const char *s) {
+    return s[0] >= '1' && s[0] <= '9' && strspn(s, "0123456789") == strlen(s);
+}
 
 /* A version number, or an alias resolved to one. */
-static int resolve(sn_registry_t *reg, const char *what, char *version, char *errstr, size_t errstr_size) {
+static int resolve(sn_registry_t *reg, const char *what, char *version, char *errstr,
+                   size_t errstr_size) {
     if (is_version(what)) {
         snprintf(version, SN_REGISTRY_VERSION_MAX, "%s", what);
         return 0;
@@ -85,8 +92,8 @@ static int do_list(sn_registry_t *reg, size_t limit) {
         if (sn_registry_fetch(reg, e[i].version, NULL, NULL, &card, &len, err, sizeof(err)) == 0)
             c = sn_card_parse(card, len, err, sizeof(err));
         if (c)
-            printf("%-8s %-21s %-9.4f %-9.4f %s\n", e[i].version, when, sn_card_metric(c, "holdout", "pr_auc"),
-                   sn_card_threshold(c), e[i].aliases);
+            printf("%-8s %-21s %-9.4f %-9.4f %s\n", e[i].version, when,
+                   sn_card_metric(c, "holdout", "pr_auc"), sn_card_threshold(c), e[i].aliases);
         else
             printf("%-8s %-21s %-9s %-9s %s\n", e[i].version, when, "?", "?", e[i].aliases);
         sn_card_destroy(c);
@@ -122,16 +129,20 @@ static int do_show(sn_registry_t *reg, const char *what, int json) {
            sn_card_feature_name(c, sn_card_nfeatures(c) - 1));
     printf("label            %s", sn_card_get_str(c, "label.kind"));
     if (sn_card_get_str(c, "label.field")) printf(" (tag %s)", sn_card_get_str(c, "label.field"));
-    if (!isnan(sn_card_get_num(c, "label.horizon_ms"))) printf(" (horizon %.0f ms)", sn_card_get_num(c, "label.horizon_ms"));
-    printf("\nthreshold        %.6f (%s, chosen on %s)\n", sn_card_threshold(c), sn_card_threshold_policy(c),
-           sn_card_get_str(c, "threshold.chosen_on") ? sn_card_get_str(c, "threshold.chosen_on") : "?");
-    printf("holdout          PR-AUC %.4f  ROC-AUC %.4f  F1 %.4f  precision %.4f  recall %.4f  alerts/1000 %.2f\n",
+    if (!isnan(sn_card_get_num(c, "label.horizon_ms")))
+        printf(" (horizon %.0f ms)", sn_card_get_num(c, "label.horizon_ms"));
+    printf("\nthreshold        %.6f (%s, chosen on %s)\n", sn_card_threshold(c),
+           sn_card_threshold_policy(c),
+           sn_card_get_str(c, "threshold.chosen_on") ? sn_card_get_str(c, "threshold.chosen_on")
+                                                     : "?");
+    printf("holdout          PR-AUC %.4f  ROC-AUC %.4f  F1 %.4f  precision %.4f  recall %.4f  "
+           "alerts/1000 %.2f\n",
            sn_card_metric(c, "holdout", "pr_auc"), sn_card_metric(c, "holdout", "roc_auc"),
            sn_card_metric(c, "holdout", "f1"), sn_card_metric(c, "holdout", "precision"),
            sn_card_metric(c, "holdout", "recall"), sn_card_metric(c, "holdout", "alerts_per_1000"));
     printf("data             %s (%.0f events), sha256 %s\n",
-           sn_card_get_str(c, "data.path") ? sn_card_get_str(c, "data.path") : "?", sn_card_get_num(c, "data.events"),
-           sn_card_get_str(c, "data.sha256"));
+           sn_card_get_str(c, "data.path") ? sn_card_get_str(c, "data.path") : "?",
+           sn_card_get_num(c, "data.events"), sn_card_get_str(c, "data.sha256"));
     printf("model            sha256 %s, %.0f rounds, xgboost %s\n", sn_card_model_sha256(c),
            sn_card_get_num(c, "model.rounds"),
            sn_card_get_str(c, "libraries.xgboost") ? sn_card_get_str(c, "libraries.xgboost") : "?");
@@ -149,12 +160,14 @@ static int do_alias(sn_registry_t *reg, const char *alias, const char *version) 
         rc = sn_registry_get_alias(reg, alias, cur, err, sizeof(err));
         if (rc != 0 && rc != SN_ERR_NOENT) return fail(err, rc);
         if (rc == SN_ERR_NOENT) cur[0] = '\0';
-        if ((rc = sn_registry_set_alias(reg, alias, version, err, sizeof(err))) != 0) return fail(err, rc);
+        if ((rc = sn_registry_set_alias(reg, alias, version, err, sizeof(err))) != 0)
+            return fail(err, rc);
         printf("%s: %s -> %s\n", alias, cur[0] ? cur : "(unset)", version);
         return SN_EXIT_OK;
     }
     if ((rc = sn_registry_get_alias(reg, alias, cur, err, sizeof(err))) != 0) return fail(err, rc);
-    if ((rc = sn_registry_alias_history(reg, alias, hist, 20, &n, err, sizeof(err))) != 0) return fail(err, rc);
+    if ((rc = sn_registry_alias_history(reg, alias, hist, 20, &n, err, sizeof(err))) != 0)
+        return fail(err, rc);
     printf("%s -> %s", alias, cur);
     if (n) {
         printf("  (before: ");
@@ -193,7 +206,8 @@ static int do_download(sn_registry_t *reg, const char *what, const char *dir) {
     if ((rc = resolve(reg, what, version, err, sizeof(err))) != 0 ||
         (rc = sn_registry_fetch(reg, version, &model, &lm, &card, &lc, err, sizeof(err))) != 0)
         return fail(err, rc);
-    if (!(c = sn_card_parse(card, lc, err, sizeof(err))) || sn_card_verify_model(c, model, lm, err, sizeof(err)) != 0) {
+    if (!(c = sn_card_parse(card, lc, err, sizeof(err))) ||
+        sn_card_verify_model(c, model, lm, err, sizeof(err)) != 0) {
         rc = fail(err, SN_ERR_FATAL);
         goto out;
     }
@@ -202,8 +216,11 @@ static int do_download(sn_registry_t *reg, const char *what, const char *dir) {
         rc = SN_EXIT_RUNTIME;
         goto out;
     }
-    rc = write_file(dir, "model.ubj", model, lm) || write_file(dir, "card.json", card, lc) ? SN_EXIT_RUNTIME : SN_EXIT_OK;
-    if (rc == SN_EXIT_OK) printf("version %s -> %s/model.ubj, %s/card.json (sha256 verified)\n", version, dir, dir);
+    rc = write_file(dir, "model.ubj", model, lm) || write_file(dir, "card.json", card, lc)
+             ? SN_EXIT_RUNTIME
+             : SN_EXIT_OK;
+    if (rc == SN_EXIT_OK)
+        printf("version %s -> %s/model.ubj, %s/card.json (sha256 verified)\n", version, dir, dir);
 out:
     sn_card_destroy(c);
     free(model);
@@ -258,8 +275,8 @@ int cmd_registry(int argc, char **argv) {
         static const struct {
             const char *name;
             int min, max;
-        } shapes[] = {{"list", 0, 0}, {"show", 1, 1}, {"promote", 1, 1}, {"rollback", 0, 0},
-                      {"alias", 1, 2}, {"download", 2, 2}};
+        } shapes[] = {{"list", 0, 0},     {"show", 1, 1},  {"promote", 1, 1},
+                      {"rollback", 0, 0}, {"alias", 1, 2}, {"download", 2, 2}};
         int known = 0;
 
         for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)

@@ -16,7 +16,8 @@
 #include "scoring/trainer.h"
 
 #define MAP_MAX 64
-#define DEFAULT_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z: fixed, so a rerun is identical */
+#define DEFAULT_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z: fixed, so a rerun is identical   \
+                                          */
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -75,24 +76,46 @@ static int parse_i64(const char *opt, const char *s, int64_t *out) {
 
 /* The source's schema view, answered by the codec: the trainer reads the
  * fields of the reader schema, as the producer and the scorer do. */
-static int view_field_index(void *opaque, const char *name) { return sn_codec_field_index(opaque, name); }
+static int view_field_index(void *opaque, const char *name) {
+    return sn_codec_field_index(opaque, name);
+}
 
 static int view_parse(void *opaque, int index, const char *text, double *out) {
     return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
 }
 
 int cmd_train(int argc, char **argv) {
-    enum { O_CSV = 256, O_JSONL, O_PRESET, O_MAP, O_TSCOL, O_MID, O_START, O_STEP, O_FAIL, O_SPEC, O_OUT,
-           O_NOREG, O_PROMOTE };
-    static const struct option longopts[] = {
-        {"csv", required_argument, NULL, O_CSV},       {"jsonl", required_argument, NULL, O_JSONL},
-        {"preset", required_argument, NULL, O_PRESET}, {"map", required_argument, NULL, O_MAP},
-        {"ts-column", required_argument, NULL, O_TSCOL}, {"machine-id", required_argument, NULL, O_MID},
-        {"start", required_argument, NULL, O_START},   {"step", required_argument, NULL, O_STEP},
-        {"failures", required_argument, NULL, O_FAIL}, {"spec", required_argument, NULL, O_SPEC},
-        {"out", required_argument, NULL, O_OUT},       {"no-register", no_argument, NULL, O_NOREG},
-        {"promote", no_argument, NULL, O_PROMOTE},     {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    enum {
+        O_CSV = 256,
+        O_JSONL,
+        O_PRESET,
+        O_MAP,
+        O_TSCOL,
+        O_MID,
+        O_START,
+        O_STEP,
+        O_FAIL,
+        O_SPEC,
+        O_OUT,
+        O_NOREG,
+        O_PROMOTE
+    };
+    static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
+                                             {"jsonl", required_argument, NULL, O_JSONL},
+                                             {"preset", required_argument, NULL, O_PRESET},
+                                             {"map", required_argument, NULL, O_MAP},
+                                             {"ts-column", required_argument, NULL, O_TSCOL},
+                                             {"machine-id", required_argument, NULL, O_MID},
+                                             {"start", required_argument, NULL, O_START},
+                                             {"step", required_argument, NULL, O_STEP},
+                                             {"failures", required_argument, NULL, O_FAIL},
+                                             {"spec", required_argument, NULL, O_SPEC},
+                                             {"out", required_argument, NULL, O_OUT},
+                                             {"no-register", no_argument, NULL, O_NOREG},
+                                             {"promote", no_argument, NULL, O_PROMOTE},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     cli_conf_args_t args = {0};
     sn_conf_t *conf = NULL;
     sn_codec_t *codec = NULL;
@@ -116,8 +139,16 @@ int cmd_train(int argc, char **argv) {
         if (r < 0) return SN_EXIT_USAGE;
         if (r) continue;
         switch (opt) {
-        case O_CSV: o.source.kind = SN_SOURCE_CSV; o.source.path = optarg; inputs++; break;
-        case O_JSONL: o.source.kind = SN_SOURCE_JSONL; o.source.path = optarg; inputs++; break;
+        case O_CSV:
+            o.source.kind = SN_SOURCE_CSV;
+            o.source.path = optarg;
+            inputs++;
+            break;
+        case O_JSONL:
+            o.source.kind = SN_SOURCE_JSONL;
+            o.source.path = optarg;
+            inputs++;
+            break;
         case O_PRESET:
             if (strcmp(optarg, "ai4i") != 0) {
                 fprintf(stderr, "sentinel train: unknown preset '%s' (known: ai4i)\n", optarg);
@@ -134,9 +165,12 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_TSCOL: o.source.ts_column = optarg; break;
         case O_MID: o.source.machine_id = optarg; break;
-        case O_START: if (parse_i64("--start", optarg, &o.source.start_ms)) return SN_EXIT_USAGE; break;
+        case O_START:
+            if (parse_i64("--start", optarg, &o.source.start_ms)) return SN_EXIT_USAGE;
+            break;
         case O_STEP:
-            if (parse_i64("--step", optarg, &o.source.step_ms) || o.source.step_ms > 86400000) return SN_EXIT_USAGE;
+            if (parse_i64("--step", optarg, &o.source.step_ms) || o.source.step_ms > 86400000)
+                return SN_EXIT_USAGE;
             break;
         case O_FAIL: o.failures_path = optarg; break;
         case O_SPEC: spec = optarg; break;
@@ -165,7 +199,8 @@ int cmd_train(int argc, char **argv) {
     sn_trainer_opts_from_conf(conf, &o);
     if (preset) {
         /* the preset's columns, plus the label column as the label tag */
-        for (size_t i = 0; i < sn_source_ai4i_nmap && nmap < MAP_MAX; i++) map[nmap++] = sn_source_ai4i_map[i];
+        for (size_t i = 0; i < sn_source_ai4i_nmap && nmap < MAP_MAX; i++)
+            map[nmap++] = sn_source_ai4i_map[i];
         if (!o.failures_path) {
             snprintf(label_map, sizeof(label_map), "tag.%s=Machine failure", o.label_tag);
             map[nmap++] = label_map;
@@ -182,7 +217,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "sentinel train: %s\n", errstr);
         goto out;
     }
-    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), view_field_index, view_parse, codec};
+    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), view_field_index, view_parse,
+                                codec};
     o.source.key_field = sn_conf_str(conf, "schema.key.field");
     o.source.time_field = sn_conf_str(conf, "schema.time.field");
     o.schema = &view;

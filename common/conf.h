@@ -29,15 +29,16 @@ enum sn_conf_type {
 typedef struct sn_conf_def {
     const char *name; /* lower case, dots, no '_' (SENTINEL_A_B maps to a.b) */
     enum sn_conf_type type;
-    const char *def; /* default as text; "" for an empty string */
-    double min, max; /* INT and DOUBLE only */
+    const char *def;     /* default as text; "" for an empty string */
+    double min, max;     /* INT and DOUBLE only */
     const char *choices; /* ENUM only */
     int flags;
     const char *help;
 } sn_conf_def_t;
 
 /* A module's table ends with an entry whose name is NULL. */
-#define SN_CONF_END {NULL, SN_CONF_STR, NULL, 0, 0, NULL, 0, NULL}
+#define SN_CONF_END                                                                                \
+    { NULL, SN_CONF_STR, NULL, 0, 0, NULL, 0, NULL }
 
 typedef struct sn_conf sn_conf_t;
 

@@ -78,9 +78,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer(len, body,
-                                           take_body ? MHD_RESPMEM_MUST_FREE
-                                                     : MHD_RESPMEM_MUST_COPY);
+    resp = MHD_create_response_from_buffer(
+        len, body, take_body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
     if (!resp) {
         if (take_body) free(body);
         return MHD_NO; /* closes the connection */
@@ -174,9 +173,8 @@ static enum MHD_Result serve_ready(sn_httpd_t *h, struct MHD_Connection *conn) {
  * known paths accept GET and HEAD only (libmicrohttpd drops the body of a HEAD
  * response itself). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     sn_httpd_t *h = cls;
     int known;
 
@@ -196,8 +194,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* Formats bind:port the way a user would type it, brackets around IPv6. */
 static void fmt_addr(char *buf, size_t size, const char *host, int port) {
-    if (strchr(host, ':')) snprintf(buf, size, "[%s]:%d", host, port);
-    else snprintf(buf, size, "%s:%d", host, port);
+    if (strchr(host, ':'))
+        snprintf(buf, size, "[%s]:%d", host, port);
+    else
+        snprintf(buf, size, "%s:%d", host, port);
 }
 
 /* Resolves host and returns a listening, non-blocking socket for the first
@@ -250,8 +250,10 @@ static int listen_on(const char *host, int port, int *fd_out, int *port_out, cha
         return sn_err_set(errstr, errstr_size, SN_ERR_IO, "metrics endpoint: getsockname %s: %s",
                           addr, strerror_r(err, ebuf, sizeof(ebuf)));
     }
-    if (ss.ss_family == AF_INET6) *port_out = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    else *port_out = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        *port_out = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    else
+        *port_out = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     *fd_out = fd;
     return 0;
 }
@@ -291,13 +293,13 @@ sn_httpd_t *sn_httpd_new_opts(const sn_httpd_opts_t *opts, sn_metrics_t *metrics
     if (listen_on(host, opts->port, &fd, &h->port, errstr, errstr_size) != 0) goto fail;
     /* On failure libmicrohttpd closes the socket it was given (checked with
      * 0.9.75), so fd is not closed again here. */
-    h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-        (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
-        opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, opts->timeout_s ? opts->timeout_s : DEFAULT_TIMEOUT_S,
-        MHD_OPTION_END);
+    h->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
+                         NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+                         opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS,
+                         MHD_OPTION_CONNECTION_TIMEOUT,
+                         opts->timeout_s ? opts->timeout_s : DEFAULT_TIMEOUT_S, MHD_OPTION_END);
     if (!h->daemon) {
         fmt_addr(addr, sizeof(addr), host, h->port);
         sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
@@ -325,8 +327,10 @@ sn_httpd_t *sn_httpd_new(const sn_conf_t *conf, sn_metrics_t *metrics, char *err
     opts.port = (int)sn_conf_int(conf, "metrics.port");
     if (opts.port == 0) {
         h = handle_new(metrics);
-        if (!h) sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "metrics endpoint: out of memory");
-        else sn_log_info("httpd", "metrics endpoint disabled (metrics.port=0)");
+        if (!h)
+            sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "metrics endpoint: out of memory");
+        else
+            sn_log_info("httpd", "metrics endpoint disabled (metrics.port=0)");
         return h;
     }
     opts.bind = sn_conf_str(conf, "metrics.bind");

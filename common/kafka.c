@@ -22,8 +22,8 @@ static int apply_one(const char *key, const char *value, const char *source, voi
     return 0;
 }
 
-rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults,
-                                   char *errstr, size_t errstr_size) {
+rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults, char *errstr,
+                                   size_t errstr_size) {
     struct apply_ctx ctx = {rd_kafka_conf_new(), errstr, errstr_size};
 
     for (; defaults && defaults[0]; defaults += 2) {

@@ -16,8 +16,8 @@
  * enable.idempotence) and then every kafka.* key, so an operator's own keys win.
  * The caller frees it with rd_kafka_conf_destroy or hands it to rd_kafka_new,
  * which takes it over. NULL with errstr set on a bad key. */
-rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults,
-                                   char *errstr, size_t errstr_size);
+rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults, char *errstr,
+                                   size_t errstr_size);
 
 /* An in-process Kafka cluster (librdkafka's mock cluster) for the embedded demo
  * and fault-injection tests: no broker process, no Java. Not for the end-to-end

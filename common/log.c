@@ -54,11 +54,12 @@ void sn_log_emit(enum sn_log_level level, const char *component, const char *fmt
     pthread_mutex_lock(&log_lock);
     if (log_json) {
         sn_json_escape(esc, sizeof(esc), msg);
-        fprintf(stderr, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"}\n",
+        fprintf(stderr,
+                "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"}\n",
                 tbuf, (int)(tv.tv_usec / 1000), level_names[level], component, esc);
     } else {
-        fprintf(stderr, "%s.%03dZ %-5s %s: %s\n", tbuf, (int)(tv.tv_usec / 1000), level_names[level],
-                component, msg);
+        fprintf(stderr, "%s.%03dZ %-5s %s: %s\n", tbuf, (int)(tv.tv_usec / 1000),
+                level_names[level], component, msg);
     }
     pthread_mutex_unlock(&log_lock);
 }

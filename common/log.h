@@ -32,14 +32,14 @@ int sn_log_level_parse(const char *name);
 void sn_log_emit(enum sn_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define SN_LOG(level, component, ...)                                                    \
-    do {                                                                                 \
-        if ((int)(level) <= sn_log_level) sn_log_emit((level), (component), __VA_ARGS__); \
+#define SN_LOG(level, component, ...)                                                              \
+    do {                                                                                           \
+        if ((int)(level) <= sn_log_level) sn_log_emit((level), (component), __VA_ARGS__);          \
     } while (0)
 
 #define sn_log_error(c, ...) SN_LOG(SN_LOG_ERROR, c, __VA_ARGS__)
-#define sn_log_warn(c, ...)  SN_LOG(SN_LOG_WARN, c, __VA_ARGS__)
-#define sn_log_info(c, ...)  SN_LOG(SN_LOG_INFO, c, __VA_ARGS__)
+#define sn_log_warn(c, ...) SN_LOG(SN_LOG_WARN, c, __VA_ARGS__)
+#define sn_log_info(c, ...) SN_LOG(SN_LOG_INFO, c, __VA_ARGS__)
 #define sn_log_debug(c, ...) SN_LOG(SN_LOG_DEBUG, c, __VA_ARGS__)
 
 #endif

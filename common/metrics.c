@@ -184,10 +184,14 @@ static bool valid_utf8(const unsigned char *s, size_t n) {
             i++;
             continue;
         }
-        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-        else return false;
+        if ((c & 0xE0) == 0xC0)
+            len = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0)
+            len = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0)
+            len = 4, cp = c & 0x07, min = 0x10000;
+        else
+            return false;
         if (n - i < len) return false;
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) return false;
@@ -255,8 +259,7 @@ static uint64_t hash_values(const char *const *values, const size_t *lens, size_
     return h ^ (h >> 32);
 }
 
-static bool key_eq(const struct child *c, const char *const *values, const size_t *lens,
-                   size_t n) {
+static bool key_eq(const struct child *c, const char *const *values, const size_t *lens, size_t n) {
     size_t off = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -311,9 +314,12 @@ static void w_escaped(struct writer *w, const char *s, bool quote) {
     for (; *s; s++) {
         const char *rep = NULL;
 
-        if (*s == '\\') rep = "\\\\";
-        else if (*s == '\n') rep = "\\n";
-        else if (quote && *s == '"') rep = "\\\"";
+        if (*s == '\\')
+            rep = "\\\\";
+        else if (*s == '\n')
+            rep = "\\n";
+        else if (quote && *s == '"')
+            rep = "\\\"";
         if (rep) {
             w_put(w, run, (size_t)(s - run));
             w_put(w, rep, 2);
@@ -389,7 +395,8 @@ static void refuse(sn_metrics_t *reg, const char *name, const char *why) {
  * lock-free because the bound check runs on the hot path. */
 static void warn_once(struct family *f, int flag, const char *why) {
     if (atomic_fetch_or_explicit(&f->warned, flag, memory_order_relaxed) & flag) return;
-    sn_log_warn("metrics", "metric %s: sample or label set dropped: %s (max %zu label sets; "
+    sn_log_warn("metrics",
+                "metric %s: sample or label set dropped: %s (max %zu label sets; "
                 "logged once, counted in " SN_METRICS_REJECTED_NAME ")",
                 f->name, why, f->max_series);
 }
@@ -639,15 +646,20 @@ static struct family *family_add(sn_metrics_t *reg, enum kind kind, const char *
 
     *existed = false;
     *err = SN_ERR_INVALID;
-    if (!valid_metric_name(name)) why = "the name must match [a-zA-Z_:][a-zA-Z0-9_:]* (<= 128)";
+    if (!valid_metric_name(name))
+        why = "the name must match [a-zA-Z_:][a-zA-Z0-9_:]* (<= 128)";
     else if (!help || !help[0] || strlen(help) > SN_METRICS_HELP_MAX ||
              !valid_utf8((const unsigned char *)help, strlen(help)))
         why = "help text must be non-empty UTF-8 of at most 1024 bytes";
-    else if (nlabels > SN_METRICS_MAX_LABELS || (nlabels && !labels)) why = "bad label names";
-    else if (max_series > SN_METRICS_MAX_SERIES) why = "max_series is above SN_METRICS_MAX_SERIES";
+    else if (nlabels > SN_METRICS_MAX_LABELS || (nlabels && !labels))
+        why = "bad label names";
+    else if (max_series > SN_METRICS_MAX_SERIES)
+        why = "max_series is above SN_METRICS_MAX_SERIES";
     if (!why && kind == K_HISTOGRAM) {
-        if (nbounds && !bounds) why = "NULL bucket bounds";
-        else if (nbounds && isinf(bounds[nbounds - 1]) && bounds[nbounds - 1] > 0) nbounds--;
+        if (nbounds && !bounds)
+            why = "NULL bucket bounds";
+        else if (nbounds && isinf(bounds[nbounds - 1]) && bounds[nbounds - 1] > 0)
+            nbounds--;
         if (!why && nbounds > SN_METRICS_MAX_BUCKETS)
             why = "more than SN_METRICS_MAX_BUCKETS bounds";
         for (size_t i = 0; !why && i < nbounds; i++)
@@ -841,8 +853,7 @@ sn_counter_vec_t *sn_metrics_counter_vec(sn_metrics_t *reg, const char *name, co
 }
 
 sn_gauge_vec_t *sn_metrics_gauge_vec(sn_metrics_t *reg, const char *name, const char *help,
-                                     const char *const *labels, size_t nlabels,
-                                     size_t max_series) {
+                                     const char *const *labels, size_t nlabels, size_t max_series) {
     return vec_new(reg, K_GAUGE, name, help, labels, nlabels, max_series, NULL, 0);
 }
 
@@ -852,10 +863,10 @@ sn_gauge_vec_t *sn_metrics_gauge_int_vec(sn_metrics_t *reg, const char *name, co
     return vec_new(reg, K_GAUGE_INT, name, help, labels, nlabels, max_series, NULL, 0);
 }
 
-sn_histogram_vec_t *sn_metrics_histogram_vec(sn_metrics_t *reg, const char *name,
-                                             const char *help, const char *const *labels,
-                                             size_t nlabels, size_t max_series,
-                                             const double *bounds, size_t nbounds) {
+sn_histogram_vec_t *sn_metrics_histogram_vec(sn_metrics_t *reg, const char *name, const char *help,
+                                             const char *const *labels, size_t nlabels,
+                                             size_t max_series, const double *bounds,
+                                             size_t nbounds) {
     return vec_new(reg, K_HISTOGRAM, name, help, labels, nlabels, max_series, bounds, nbounds);
 }
 
@@ -890,8 +901,7 @@ static int fn_register(sn_metrics_t *reg, enum kind kind, const char *name, cons
     } else if (kind == K_GAUGE_VEC_FN && nlabels == 0) {
         refuse(reg, name, "a labelled family needs at least one label name");
     } else {
-        f = family_add(reg, kind, name, help, labels, nlabels, max_series, NULL, 0, &existed,
-                       &err);
+        f = family_add(reg, kind, name, help, labels, nlabels, max_series, NULL, 0, &existed, &err);
         if (f) {
             f->fn = fn;
             f->collect = collect;
@@ -1002,26 +1012,34 @@ static int64_t to_int64(double v) {
 
 void sn_gauge_set(sn_gauge_t *g, double v) {
     if (!g) return;
-    if (!g->is_int) atomic_store_explicit(&g->d, d2u(v), memory_order_relaxed);
-    else if (!isnan(v)) atomic_store_explicit(&g->i, to_int64(v), memory_order_relaxed);
+    if (!g->is_int)
+        atomic_store_explicit(&g->d, d2u(v), memory_order_relaxed);
+    else if (!isnan(v))
+        atomic_store_explicit(&g->i, to_int64(v), memory_order_relaxed);
 }
 
 void sn_gauge_add(sn_gauge_t *g, double v) {
     if (!g) return;
-    if (!g->is_int) atomic_add_double(&g->d, v);
-    else if (!isnan(v)) atomic_fetch_add_explicit(&g->i, to_int64(v), memory_order_relaxed);
+    if (!g->is_int)
+        atomic_add_double(&g->d, v);
+    else if (!isnan(v))
+        atomic_fetch_add_explicit(&g->i, to_int64(v), memory_order_relaxed);
 }
 
 void sn_gauge_set_int(sn_gauge_t *g, int64_t v) {
     if (!g) return;
-    if (g->is_int) atomic_store_explicit(&g->i, v, memory_order_relaxed);
-    else atomic_store_explicit(&g->d, d2u((double)v), memory_order_relaxed);
+    if (g->is_int)
+        atomic_store_explicit(&g->i, v, memory_order_relaxed);
+    else
+        atomic_store_explicit(&g->d, d2u((double)v), memory_order_relaxed);
 }
 
 void sn_gauge_add_int(sn_gauge_t *g, int64_t v) {
     if (!g) return;
-    if (g->is_int) atomic_fetch_add_explicit(&g->i, v, memory_order_relaxed);
-    else atomic_add_double(&g->d, (double)v);
+    if (g->is_int)
+        atomic_fetch_add_explicit(&g->i, v, memory_order_relaxed);
+    else
+        atomic_add_double(&g->d, (double)v);
 }
 
 void sn_gauge_inc(sn_gauge_t *g) { sn_gauge_add_int(g, 1); }
@@ -1047,8 +1065,10 @@ static size_t bucket_index(const double *b, size_t n, double v) {
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
 
-        if (v > b[mid]) lo = mid + 1;
-        else hi = mid;
+        if (v > b[mid])
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -1085,8 +1105,10 @@ static void render_histogram(struct writer *w, const struct family *f, const str
 
     for (size_t i = 0; i <= h->nbounds; i++) {
         cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        if (i < h->nbounds) fmt_double(le, sizeof(le), h->bounds[i]);
-        else snprintf(le, sizeof(le), "+Inf");
+        if (i < h->nbounds)
+            fmt_double(le, sizeof(le), h->bounds[i]);
+        else
+            snprintf(le, sizeof(le), "+Inf");
         snprintf(num, sizeof(num), "%" PRIu64, cum);
         w_sample(w, f, "_bucket", c->labels, le, num);
     }
@@ -1106,8 +1128,10 @@ static void render_child(struct writer *w, const struct family *f, const struct 
         double frac = u2d(atomic_load_explicit(&k->frac, memory_order_relaxed));
 
         /* Integers print exactly; only counters given fractions print as doubles. */
-        if (frac == 0) snprintf(num, sizeof(num), "%" PRIu64, n);
-        else fmt_double(num, sizeof(num), (double)n + frac);
+        if (frac == 0)
+            snprintf(num, sizeof(num), "%" PRIu64, n);
+        else
+            fmt_double(num, sizeof(num), (double)n + frac);
         break;
     }
     case K_GAUGE_INT: {

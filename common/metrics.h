@@ -45,15 +45,15 @@ typedef struct sn_counter_vec sn_counter_vec_t;
 typedef struct sn_gauge_vec sn_gauge_vec_t;
 typedef struct sn_histogram_vec sn_histogram_vec_t;
 
-#define SN_METRICS_DEFAULT_MAX_METRICS 256 /* sn_metrics_new(0, ...) */
-#define SN_METRICS_MAX_METRICS 4096        /* hard cap on max_metrics */
-#define SN_METRICS_DEFAULT_MAX_SERIES 64   /* a family's max_series given as 0 */
-#define SN_METRICS_MAX_SERIES 10000        /* hard cap on a family's max_series */
-#define SN_METRICS_MAX_LABELS 8            /* label names per family */
-#define SN_METRICS_MAX_BUCKETS 64          /* histogram bounds, +Inf not counted */
-#define SN_METRICS_NAME_MAX 128            /* metric and label name length */
-#define SN_METRICS_HELP_MAX 1024           /* help text length */
-#define SN_METRICS_VALUE_MAX 256           /* label value length in bytes */
+#define SN_METRICS_DEFAULT_MAX_METRICS 256      /* sn_metrics_new(0, ...) */
+#define SN_METRICS_MAX_METRICS 4096             /* hard cap on max_metrics */
+#define SN_METRICS_DEFAULT_MAX_SERIES 64        /* a family's max_series given as 0 */
+#define SN_METRICS_MAX_SERIES 10000             /* hard cap on a family's max_series */
+#define SN_METRICS_MAX_LABELS 8                 /* label names per family */
+#define SN_METRICS_MAX_BUCKETS 64               /* histogram bounds, +Inf not counted */
+#define SN_METRICS_NAME_MAX 128                 /* metric and label name length */
+#define SN_METRICS_HELP_MAX 1024                /* help text length */
+#define SN_METRICS_VALUE_MAX 256                /* label value length in bytes */
 #define SN_METRICS_DEFAULT_MAX_BYTES (4u << 20) /* render cap when given 0 */
 
 /* The registry's own counter of refused metrics, series and samples. */
@@ -108,15 +108,14 @@ sn_counter_vec_t *sn_metrics_counter_vec(sn_metrics_t *reg, const char *name, co
                                          const char *const *labels, size_t nlabels,
                                          size_t max_series);
 sn_gauge_vec_t *sn_metrics_gauge_vec(sn_metrics_t *reg, const char *name, const char *help,
-                                     const char *const *labels, size_t nlabels,
-                                     size_t max_series);
+                                     const char *const *labels, size_t nlabels, size_t max_series);
 sn_gauge_vec_t *sn_metrics_gauge_int_vec(sn_metrics_t *reg, const char *name, const char *help,
                                          const char *const *labels, size_t nlabels,
                                          size_t max_series);
-sn_histogram_vec_t *sn_metrics_histogram_vec(sn_metrics_t *reg, const char *name,
-                                             const char *help, const char *const *labels,
-                                             size_t nlabels, size_t max_series,
-                                             const double *bounds, size_t nbounds);
+sn_histogram_vec_t *sn_metrics_histogram_vec(sn_metrics_t *reg, const char *name, const char *help,
+                                             const char *const *labels, size_t nlabels,
+                                             size_t max_series, const double *bounds,
+                                             size_t nbounds);
 
 /* Returns the series for values (one per label name, in the family's order;
  * borrowed for the call, copied on first use), creating it if needed:

@@ -48,8 +48,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 static void note_revoked(sn_consumer_t *c, const rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++) {
-        if (c->opts.on_revoke) c->opts.on_revoke(c->opts.opaque, parts->elems[i].topic,
-                                                 parts->elems[i].partition);
+        if (c->opts.on_revoke)
+            c->opts.on_revoke(c->opts.opaque, parts->elems[i].topic, parts->elems[i].partition);
         if (c->nrevoked >= REVOKED_MAX) {
             c->revoked_overflow = 1;
             continue;
@@ -104,16 +104,24 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts,
-                               char *errstr, size_t errstr_size) {
+sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts, char *errstr,
+                               size_t errstr_size) {
     /* Offsets are stored by us after a batch is done and committed by
      * librdkafka's auto-commit: at-least-once without a commit per batch. An
      * operator's kafka.* keys still win over these defaults. */
-    static const char *const defaults[] = {
-        "enable.auto.offset.store", "false", "enable.auto.commit", "true",
-        "auto.commit.interval.ms", "1000", "auto.offset.reset", "earliest",
-        "enable.partition.eof", "false", "partition.assignment.strategy", "cooperative-sticky",
-        NULL};
+    static const char *const defaults[] = {"enable.auto.offset.store",
+                                           "false",
+                                           "enable.auto.commit",
+                                           "true",
+                                           "auto.commit.interval.ms",
+                                           "1000",
+                                           "auto.offset.reset",
+                                           "earliest",
+                                           "enable.partition.eof",
+                                           "false",
+                                           "partition.assignment.strategy",
+                                           "cooperative-sticky",
+                                           NULL};
     sn_consumer_t *c = calloc(1, sizeof(*c));
     rd_kafka_conf_t *rk_conf = NULL;
     rd_kafka_topic_partition_list_t *topics = NULL;
@@ -128,8 +136,8 @@ sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *
     c->opts.topics = NULL;
     if (!(rk_conf = sn_kafka_conf_new(conf, defaults, errstr, errstr_size))) goto fail;
     if (rd_kafka_conf_set(rk_conf, "group.id", opts->group_id, rk_err, sizeof(rk_err)) ||
-        (opts->bootstrap &&
-         rd_kafka_conf_set(rk_conf, "bootstrap.servers", opts->bootstrap, rk_err, sizeof(rk_err)))) {
+        (opts->bootstrap && rd_kafka_conf_set(rk_conf, "bootstrap.servers", opts->bootstrap, rk_err,
+                                              sizeof(rk_err)))) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "librdkafka: %s", rk_err);
         goto fail;
     }
@@ -184,7 +192,8 @@ int sn_consumer_poll_batch(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms) 
     if (batch_grow(batch, c->opts.batch_max_records) != 0) return SN_ERR_NOMEM;
     while (batch->n < c->opts.batch_max_records) {
         int64_t now = now_ms();
-        int wait = first < 0 ? (int)(start + timeout_ms - now) : (int)(first + c->opts.batch_max_ms - now);
+        int wait =
+            first < 0 ? (int)(start + timeout_ms - now) : (int)(first + c->opts.batch_max_ms - now);
         rd_kafka_message_t *m;
         sn_record_t *r;
 
@@ -283,8 +292,8 @@ void sn_consumer_serve(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms) {
         if (!m->err) {
             rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(1);
 
-            rd_kafka_topic_partition_list_add(at, rd_kafka_topic_name(m->rkt), m->partition)->offset =
-                m->offset;
+            rd_kafka_topic_partition_list_add(at, rd_kafka_topic_name(m->rkt), m->partition)
+                ->offset = m->offset;
             rd_kafka_seek_partitions(c->rk, at, 1000);
             rd_kafka_topic_partition_list_destroy(at);
         }
@@ -295,8 +304,9 @@ void sn_consumer_serve(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms) {
 int sn_consumer_commit_sync(sn_consumer_t *c) {
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
 
-    return (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) ? 0
-                                                                                     : SN_ERR_TRANSIENT;
+    return (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+               ? 0
+               : SN_ERR_TRANSIENT;
 }
 
 int sn_consumer_assigned(const sn_consumer_t *c) { return c->assigned; }
@@ -310,8 +320,8 @@ int64_t sn_consumer_lag(sn_consumer_t *c) {
         for (int i = 0; i < parts->cnt; i++) {
             int64_t lo, hi;
 
-            if (rd_kafka_get_watermark_offsets(c->rk, parts->elems[i].topic, parts->elems[i].partition,
-                                               &lo, &hi) ||
+            if (rd_kafka_get_watermark_offsets(c->rk, parts->elems[i].topic,
+                                               parts->elems[i].partition, &lo, &hi) ||
                 hi < 0)
                 continue;
             lag += parts->elems[i].offset >= 0 ? hi - parts->elems[i].offset : hi - lo;

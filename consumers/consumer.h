@@ -39,12 +39,12 @@ typedef struct sn_batch {
 } sn_batch_t;
 
 typedef struct sn_consumer_opts {
-    const char *group_id;          /* consumer group */
-    const char *const *topics;     /* subscribed topics (borrowed for the call) */
+    const char *group_id;      /* consumer group */
+    const char *const *topics; /* subscribed topics (borrowed for the call) */
     size_t ntopics;
-    const char *bootstrap;         /* overrides kafka.bootstrap.servers when not NULL */
-    size_t batch_max_records;      /* bound on a batch */
-    int batch_max_ms;              /* age bound: a partial batch is returned after this */
+    const char *bootstrap;    /* overrides kafka.bootstrap.servers when not NULL */
+    size_t batch_max_records; /* bound on a batch */
+    int batch_max_ms;         /* age bound: a partial batch is returned after this */
     /* Called from sn_consumer_poll_batch() when partitions are revoked or lost,
      * before they go; the archiver closes their files here. May be NULL. */
     void (*on_revoke)(void *opaque, const char *topic, int32_t partition);
@@ -53,8 +53,8 @@ typedef struct sn_consumer_opts {
 
 /* Joins the group (asynchronously: the assignment arrives during polls).
  * conf is borrowed. NULL with errstr set on a bad config. */
-sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts,
-                               char *errstr, size_t errstr_size);
+sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts, char *errstr,
+                               size_t errstr_size);
 
 /* Leaves the group cleanly (commits what was stored) and frees. NULL-safe. */
 void sn_consumer_destroy(sn_consumer_t *c);
@@ -69,8 +69,7 @@ int sn_consumer_poll_batch(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms);
 /* Stores the offsets after every record in batch (per partition, the highest
  * offset + 1) and asks for an asynchronous commit; then releases the batch's
  * messages. Offsets of partitions revoked meanwhile are not stored. */
-int sn_consumer_commit_batch(sn_consumer_t *c, sn_batch_t *batch, char *errstr,
-                             size_t errstr_size);
+int sn_consumer_commit_batch(sn_consumer_t *c, sn_batch_t *batch, char *errstr, size_t errstr_size);
 
 /* Releases the batch's messages without storing offsets. */
 void sn_consumer_release_batch(sn_batch_t *batch);

@@ -150,10 +150,11 @@ static int stage_decode(sn_scorer_t *s, const sn_batch_t *b, char *errstr, size_
         enum sn_codec_error_class cls = SN_CODEC_OK;
         int32_t schema_id = -1;
         char why[512];
-        int rc = r->value ? sn_codec_decode(s->codec, r->value, r->len, &s->evs[k], &cls,
-                                            &schema_id, why, sizeof(why))
-                          : (cls = SN_CODEC_TRUNCATED,
-                             snprintf(why, sizeof(why), "empty record (null value)"), SN_ERR_INVALID);
+        int rc = r->value
+                     ? sn_codec_decode(s->codec, r->value, r->len, &s->evs[k], &cls, &schema_id,
+                                       why, sizeof(why))
+                     : (cls = SN_CODEC_TRUNCATED,
+                        snprintf(why, sizeof(why), "empty record (null value)"), SN_ERR_INVALID);
 
         if (rc == 0) {
             s->parts[k] = r->partition;
@@ -163,14 +164,17 @@ static int stage_decode(sn_scorer_t *s, const sn_batch_t *b, char *errstr, size_
         }
         if (rc != SN_ERR_INVALID) return sn_err_set(errstr, errstr_size, rc, "decode: %s", why);
         {
-            sn_dlq_record_t d = {r->topic, r->partition, r->offset, r->key, r->keylen, r->value,
-                                 r->len, sn_codec_error_class_str(cls), why, schema_id};
+            sn_dlq_record_t d = {r->topic,  r->partition, r->offset, r->key,
+                                 r->keylen, r->value,     r->len,    sn_codec_error_class_str(cls),
+                                 why,       schema_id};
 
-            if ((rc = sn_dlq_send(s->producer, s->topic_dlq, &d, errstr, errstr_size)) != 0) return rc;
+            if ((rc = sn_dlq_send(s->producer, s->topic_dlq, &d, errstr, errstr_size)) != 0)
+                return rc;
         }
         sn_log_debug("scorer", "dead-lettered %s/%d/%lld: %s", r->topic, (int)r->partition,
                      (long long)r->offset, why);
-        sn_counter_inc(sn_counter_vec_get(s->m.dlq, (const char *[]){sn_codec_error_class_str(cls)}));
+        sn_counter_inc(
+            sn_counter_vec_get(s->m.dlq, (const char *[]){sn_codec_error_class_str(cls)}));
         s->stats.dead_lettered++;
     }
     return (int)k;
@@ -196,7 +200,8 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
     a->state = act == SN_ALERTING_OPEN       ? SN_ALERT_OPEN
                : act == SN_ALERTING_RENOTIFY ? SN_ALERT_RENOTIFY
                                              : SN_ALERT_RESOLVED;
-    if (sn_model_explain(v->model, &s->x[j * nf], TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) != 0) {
+    if (sn_model_explain(v->model, &s->x[j * nf], TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) !=
+        0) {
         sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
         nr = 0;
     }
@@ -224,8 +229,10 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
         enum sn_alerting_action act;
 
         if (s->scores_enabled) {
-            sn_score_t sc = {.ts_ms = ev->ts_ms, .score = s->scores[j],
-                             .source_partition = r->partition, .source_offset = r->offset};
+            sn_score_t sc = {.ts_ms = ev->ts_ms,
+                             .score = s->scores[j],
+                             .source_partition = r->partition,
+                             .source_offset = r->offset};
 
             snprintf(sc.machine_id, sizeof(sc.machine_id), "%s", ev->machine_id);
             snprintf(sc.model_name, sizeof(sc.model_name), "%s", v->name);
@@ -312,9 +319,10 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         /* features: the script is idempotent per offset, so a retry after a
          * partial failure is safe */
         attempt = 0;
-        while (k > 0 && (rc = sn_feature_redis_apply_batch(s->current->features, s->evs, s->parts,
-                                                           s->offs, (size_t)k, s->x, s->flags,
-                                                           errstr, errstr_size)) == SN_ERR_TRANSIENT &&
+        while (k > 0 &&
+               (rc = sn_feature_redis_apply_batch(s->current->features, s->evs, s->parts, s->offs,
+                                                  (size_t)k, s->x, s->flags, errstr,
+                                                  errstr_size)) == SN_ERR_TRANSIENT &&
                !*stop) {
             if (attempt == 0) sn_log_warn("scorer", "features: %s; pausing and retrying", errstr);
             sn_counter_inc(s->m.redis_errors);
@@ -331,10 +339,12 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
 
         /* sinks, then wait for the broker to have all of them before the
          * offsets are stored */
-        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0) break;
+        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0)
+            break;
         attempt = 0;
         while (sn_producer_flush(s->producer, 1000) != 0 && !*stop) {
-            if (attempt++ == 0) sn_log_warn("scorer", "waiting for the broker to acknowledge outputs");
+            if (attempt++ == 0)
+                sn_log_warn("scorer", "waiting for the broker to acknowledge outputs");
             sn_consumer_serve(s->consumer, NULL, 0);
         }
         {
@@ -355,13 +365,15 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
                 s->opts.on_scored(s->opts.opaque, &s->evs[j], s->scores[j], s->current->threshold);
         for (size_t i = 0; i < nalerts; i++) {
             sn_counter_inc(sn_counter_vec_get(
-                s->m.alerts, (const char *[]){alerts[i].state == SN_ALERT_OPEN       ? "open"
-                                              : alerts[i].state == SN_ALERT_RENOTIFY ? "renotify"
-                                                                                     : "resolved"}));
+                s->m.alerts,
+                (const char *[]){alerts[i].state == SN_ALERT_OPEN       ? "open"
+                                 : alerts[i].state == SN_ALERT_RENOTIFY ? "renotify"
+                                                                        : "resolved"}));
             /* Replayed or synthetic event times can be ahead of the clock:
              * such an alert has no meaningful latency. */
             if (wall_ms() >= alerts[i].ts_ms)
-                sn_histogram_observe(s->m.e2e_latency, (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
+                sn_histogram_observe(s->m.e2e_latency,
+                                     (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
             if (s->opts.on_alert) s->opts.on_alert(s->opts.opaque, &alerts[i]);
         }
         if ((rc = sn_consumer_commit_batch(s->consumer, &batch, errstr, errstr_size)) != 0)
@@ -392,31 +404,41 @@ static int alloc_scratch(sn_scorer_t *s, size_t cap) {
     s->x = calloc(cap * nf, sizeof(*s->x));
     s->scores = calloc(cap, sizeof(*s->scores));
     s->flags = calloc(cap, sizeof(*s->flags));
-    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags) ? 0
-                                                                                        : SN_ERR_NOMEM;
+    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags)
+               ? 0
+               : SN_ERR_NOMEM;
 }
 
 static void register_metrics(sn_scorer_t *s, sn_metrics_t *reg) {
-    static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10};
 
     if (!reg) return;
-    s->m.consumed = sn_metrics_counter(reg, "sentinel_records_consumed_total", "Records consumed from the telemetry topic.");
+    s->m.consumed = sn_metrics_counter(reg, "sentinel_records_consumed_total",
+                                       "Records consumed from the telemetry topic.");
     s->m.decoded = sn_metrics_counter(reg, "sentinel_records_decoded_total", "Records decoded.");
     s->m.scored = sn_metrics_counter(reg, "sentinel_records_scored_total", "Events scored.");
-    s->m.retries = sn_metrics_counter(reg, "sentinel_scorer_retries_total", "Batch retries after a transient failure.");
-    s->m.redis_errors = sn_metrics_counter(reg, "sentinel_redis_errors_total", "Failed Redis feature updates (retried).");
-    s->m.swaps = sn_metrics_counter(reg, "sentinel_model_swaps_total", "Model versions swapped in.");
-    s->m.refusals = sn_metrics_counter(reg, "sentinel_model_refusals_total", "Model versions refused (failed to load or check).");
-    s->m.dlq = sn_metrics_counter_vec(reg, "sentinel_dlq_records_total", "Records dead-lettered, by error class.",
+    s->m.retries = sn_metrics_counter(reg, "sentinel_scorer_retries_total",
+                                      "Batch retries after a transient failure.");
+    s->m.redis_errors = sn_metrics_counter(reg, "sentinel_redis_errors_total",
+                                           "Failed Redis feature updates (retried).");
+    s->m.swaps =
+        sn_metrics_counter(reg, "sentinel_model_swaps_total", "Model versions swapped in.");
+    s->m.refusals = sn_metrics_counter(reg, "sentinel_model_refusals_total",
+                                       "Model versions refused (failed to load or check).");
+    s->m.dlq = sn_metrics_counter_vec(reg, "sentinel_dlq_records_total",
+                                      "Records dead-lettered, by error class.",
                                       (const char *[]){"class"}, 1, 32);
     s->m.alerts = sn_metrics_counter_vec(reg, "sentinel_alerts_total", "Alerts sent, by state.",
                                          (const char *[]){"state"}, 1, 3);
     s->m.batch_latency = sn_metrics_histogram(reg, "sentinel_batch_latency_seconds",
                                               "Time from a batch's poll to its commit.", lat, 13);
-    s->m.e2e_latency = sn_metrics_histogram(reg, "sentinel_e2e_latency_seconds",
-                                            "Event time to alert acknowledged by the broker.", lat, 13);
-    s->m.model_info = sn_metrics_gauge_vec(reg, "sentinel_model_info", "1 for the model version in use.",
-                                           (const char *[]){"version"}, 1, 64);
+    s->m.e2e_latency =
+        sn_metrics_histogram(reg, "sentinel_e2e_latency_seconds",
+                             "Event time to alert acknowledged by the broker.", lat, 13);
+    s->m.model_info =
+        sn_metrics_gauge_vec(reg, "sentinel_model_info", "1 for the model version in use.",
+                             (const char *[]){"version"}, 1, 64);
 }
 
 sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, char *errstr,

@@ -21,11 +21,12 @@ int sn_scorer_version_resolve(const sn_conf_t *conf, char *version, size_t size,
     return rc;
 }
 
-static int field_index(void *opaque, const char *name) { return sn_codec_field_index(opaque, name); }
+static int field_index(void *opaque, const char *name) {
+    return sn_codec_field_index(opaque, name);
+}
 
 sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_codec_t *codec,
-                                            const char *version, char *errstr,
-                                            size_t errstr_size) {
+                                            const char *version, char *errstr, size_t errstr_size) {
     sn_scorer_version_t *v = calloc(1, sizeof(*v));
     sn_registry_t *reg = NULL;
     sn_card_t *card = NULL;
@@ -53,8 +54,8 @@ sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_code
         !(v->spec = sn_feature_spec_parse(sn_card_feature_spec(card),
                                           strlen(sn_card_feature_spec(card)), why, sizeof(why))) ||
         sn_feature_spec_bind(v->spec, field_index, (void *)codec, why, sizeof(why)) != 0 ||
-        !(v->model = sn_model_load(model, model_len, sn_feature_spec_nfeatures(v->spec), (int)sn_conf_int(conf, "model.nthread"), why,
-                                   sizeof(why))) ||
+        !(v->model = sn_model_load(model, model_len, sn_feature_spec_nfeatures(v->spec),
+                                   (int)sn_conf_int(conf, "model.nthread"), why, sizeof(why))) ||
         !(ctx = sn_model_ctx_new(why, sizeof(why))) ||
         sn_model_warmup(v->model, ctx, why, sizeof(why)) != 0 ||
         !(v->features = sn_feature_redis_new(conf, v->spec, why, sizeof(why)))) {

@@ -35,8 +35,7 @@ int sn_scorer_version_resolve(const sn_conf_t *conf, char *version, size_t size,
  * use the scoring thread's codec for that. NULL with errstr naming what is
  * wrong (a corrupt model, a hash mismatch, a spec the schema cannot feed). */
 sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_codec_t *codec,
-                                            const char *version, char *errstr,
-                                            size_t errstr_size);
+                                            const char *version, char *errstr, size_t errstr_size);
 
 /* NULL-safe. */
 void sn_scorer_version_destroy(sn_scorer_version_t *v);

@@ -78,7 +78,8 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
     sopts.time_field = sn_conf_str(conf, "schema.time.field");
     sopts.limit = opts->count ? opts->skip + opts->count : 0;
     if (sopts.kind == SN_SOURCE_FLEET && !sopts.limit) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "a synthetic fleet needs an event count");
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "a synthetic fleet needs an event count");
         goto out;
     }
     if (!(src = sn_source_new(&sopts, &view, errstr, errstr_size))) {
@@ -139,11 +140,10 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
     if (opts->progress) progress_line(res, res->seconds, 1);
     snprintf(res->last_error, sizeof(res->last_error), "%s", sn_producer_last_error(producer));
     if (rc == 0 && (res->failed || res->delivered != res->sent))
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT,
-                        "%llu of %llu events not delivered: %s",
-                        (unsigned long long)(res->sent - res->delivered),
-                        (unsigned long long)res->sent,
-                        res->last_error[0] ? res->last_error : "timed out");
+        rc = sn_err_set(
+            errstr, errstr_size, SN_ERR_TRANSIENT, "%llu of %llu events not delivered: %s",
+            (unsigned long long)(res->sent - res->delivered), (unsigned long long)res->sent,
+            res->last_error[0] ? res->last_error : "timed out");
 out:
     sn_producer_destroy(producer, 5000);
     sn_source_destroy(src);

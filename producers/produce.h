@@ -11,14 +11,14 @@
 #include "producers/source.h"
 
 typedef struct sn_produce_opts {
-    sn_source_opts_t source;  /* schema-independent parts; the schema view is the codec's */
-    uint64_t skip;            /* events read and not sent first (replay a tail) */
-    uint64_t count;           /* events to send after skip; 0: until the source ends */
-    double rate;              /* events per second; 0: as fast as possible */
-    const char *topic;        /* NULL: topic.telemetry */
-    const char *bootstrap;    /* NULL: kafka.bootstrap.servers (mock cluster otherwise) */
-    int progress;             /* print a progress line on stderr (a terminal) */
-    volatile int *stop;       /* borrowed; stop early when it becomes non-zero */
+    sn_source_opts_t source; /* schema-independent parts; the schema view is the codec's */
+    uint64_t skip;           /* events read and not sent first (replay a tail) */
+    uint64_t count;          /* events to send after skip; 0: until the source ends */
+    double rate;             /* events per second; 0: as fast as possible */
+    const char *topic;       /* NULL: topic.telemetry */
+    const char *bootstrap;   /* NULL: kafka.bootstrap.servers (mock cluster otherwise) */
+    int progress;            /* print a progress line on stderr (a terminal) */
+    volatile int *stop;      /* borrowed; stop early when it becomes non-zero */
 } sn_produce_opts_t;
 
 typedef struct sn_produce_result {

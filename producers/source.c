@@ -113,7 +113,8 @@ static int set_tag(sn_event_t *ev, const char *key, const char *value) {
 
     if (ev->ntags >= SN_EVENT_TAGS_MAX) return -1;
     t = &ev->tags[ev->ntags];
-    if (copy_bounded(t->key, sizeof(t->key), key) || copy_bounded(t->value, sizeof(t->value), value))
+    if (copy_bounded(t->key, sizeof(t->key), key) ||
+        copy_bounded(t->value, sizeof(t->value), value))
         return -1;
     ev->ntags++;
     return 0;
@@ -229,8 +230,8 @@ static int csv_add_target(sn_source_t *src, const char *field, const char *colum
         t->field = src->schema.field_index(src->schema.opaque, field);
         if (t->field < 0)
             return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                              "mapping %s=%s: the schema has no numeric field \"%s\"", field, column,
-                              field);
+                              "mapping %s=%s: the schema has no numeric field \"%s\"", field,
+                              column, field);
     }
     src->ntargets++;
     return 0;
@@ -239,7 +240,8 @@ static int csv_add_target(sn_source_t *src, const char *field, const char *colum
 static int csv_open(sn_source_t *src, char *errstr, size_t errstr_size) {
     int rc = csv_read_line(src, errstr, errstr_size);
 
-    if (rc == 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s: empty file", src->opts.path);
+    if (rc == 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s: empty file", src->opts.path);
     if (rc < 0) return rc;
     /* The column names point into src->line, which the next row overwrites:
      * resolve every mapping to a column index now, once. */
@@ -265,8 +267,8 @@ static int csv_open(sn_source_t *src, char *errstr, size_t errstr_size) {
                 if ((rc = csv_add_target(src, name, name, errstr, errstr_size)) != 0) return rc;
         }
     }
-    if (src->opts.ts_column && (rc = csv_add_target(src, src->time_field, src->opts.ts_column,
-                                                    errstr, errstr_size)) != 0)
+    if (src->opts.ts_column &&
+        (rc = csv_add_target(src, src->time_field, src->opts.ts_column, errstr, errstr_size)) != 0)
         return rc;
     return 0;
 }
@@ -285,15 +287,17 @@ static int csv_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t errst
         const char *text;
 
         if (t->column >= src->ncols)
-            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s:%llu: %d columns, expected more",
-                              src->opts.path, (unsigned long long)src->lineno, src->ncols);
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "%s:%llu: %d columns, expected more", src->opts.path,
+                              (unsigned long long)src->lineno, src->ncols);
         text = src->cols[t->column];
         switch (t->kind) {
         case T_ID:
             if (!*text || copy_bounded(ev->machine_id, sizeof(ev->machine_id), text) != 0)
                 return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                                  "%s:%llu: machine id empty or longer than %d bytes", src->opts.path,
-                                  (unsigned long long)src->lineno, SN_EVENT_ID_MAX - 1);
+                                  "%s:%llu: machine id empty or longer than %d bytes",
+                                  src->opts.path, (unsigned long long)src->lineno,
+                                  SN_EVENT_ID_MAX - 1);
             break;
         case T_TS:
             if (parse_ts(text, &ev->ts_ms) != 0)
@@ -326,7 +330,8 @@ static int csv_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t errst
 
 static int json_value_text(json_t *v, char *buf, size_t size) {
     if (json_is_string(v)) return copy_bounded(buf, size, json_string_value(v));
-    if (json_is_integer(v)) return snprintf(buf, size, "%lld", (long long)json_integer_value(v)) < 0;
+    if (json_is_integer(v))
+        return snprintf(buf, size, "%lld", (long long)json_integer_value(v)) < 0;
     if (json_is_real(v)) return snprintf(buf, size, "%.17g", json_real_value(v)) < 0;
     if (json_is_boolean(v)) return copy_bounded(buf, size, json_is_true(v) ? "true" : "false");
     return -1;
@@ -372,8 +377,9 @@ static int jsonl_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t err
         }
         if (json_is_null(v)) continue;
         if (json_value_text(v, text, sizeof(text)) != 0) {
-            rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s:%llu: field \"%s\": unsupported value",
-                            src->opts.path, (unsigned long long)src->lineno, key);
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                            "%s:%llu: field \"%s\": unsupported value", src->opts.path,
+                            (unsigned long long)src->lineno, key);
             goto out;
         }
         if (strcmp(key, src->key_field) == 0) {
@@ -385,15 +391,16 @@ static int jsonl_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t err
         } else if (strcmp(key, src->time_field) == 0) {
             if (parse_ts(text, &ev->ts_ms) != 0) {
                 rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                                "%s:%llu: bad timestamp \"%s\" (epoch milliseconds)", src->opts.path,
-                                (unsigned long long)src->lineno, text);
+                                "%s:%llu: bad timestamp \"%s\" (epoch milliseconds)",
+                                src->opts.path, (unsigned long long)src->lineno, text);
                 goto out;
             }
             have_ts = 1;
         } else if ((idx = src->schema.field_index(src->schema.opaque, key)) >= 0) {
             if (src->schema.parse(src->schema.opaque, idx, text, &ev->values[idx]) != 0) {
-                rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s:%llu: field \"%s\": bad value \"%s\"",
-                                src->opts.path, (unsigned long long)src->lineno, key, text);
+                rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                                "%s:%llu: field \"%s\": bad value \"%s\"", src->opts.path,
+                                (unsigned long long)src->lineno, key, text);
                 goto out;
             }
         } else {
@@ -440,21 +447,20 @@ static int fleet_open(sn_source_t *src, char *errstr, size_t errstr_size) {
     struct {
         const char *name;
         int *idx;
-    } need[] = {{"air_temperature_k", &src->fi_air},
-                {"process_temperature_k", &src->fi_proc},
-                {"rotational_speed_rpm", &src->fi_rpm},
-                {"torque_nm", &src->fi_torque},
-                {"tool_wear_min", &src->fi_wear},
-                {"product_type", &src->fi_type}};
+    } need[] = {{"air_temperature_k", &src->fi_air},    {"process_temperature_k", &src->fi_proc},
+                {"rotational_speed_rpm", &src->fi_rpm}, {"torque_nm", &src->fi_torque},
+                {"tool_wear_min", &src->fi_wear},       {"product_type", &src->fi_type}};
     uint64_t seed = src->opts.seed;
 
     if (src->opts.machines == 0 || src->opts.machines > 1000000)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "fleet: machines must be 1..1000000");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "fleet: machines must be 1..1000000");
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         *need[i].idx = src->schema.field_index(src->schema.opaque, need[i].name);
         if (*need[i].idx < 0)
             return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                              "fleet: the schema has no field \"%s\" (the fleet writes the telemetry.avsc fields)",
+                              "fleet: the schema has no field \"%s\" (the fleet writes the "
+                              "telemetry.avsc fields)",
                               need[i].name);
     }
     for (int t = 0; t < 3; t++)
@@ -473,7 +479,8 @@ static int fleet_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t err
     static const double wear_step[] = {2, 3, 5};
     static const double osf_limit[] = {11000, 12000, 13000};
     const char *failure = NULL;
-    double day = (double)src->step / (24.0 * 3600000.0 / (double)(src->opts.step_ms ? src->opts.step_ms : 1));
+    double day = (double)src->step /
+                 (24.0 * 3600000.0 / (double)(src->opts.step_ms ? src->opts.step_ms : 1));
     double x = 0, air, proc, rpm, torque;
 
     event_reset(src, ev);
@@ -535,9 +542,12 @@ sn_source_t *sn_source_new(const sn_source_opts_t *opts, const sn_source_schema_
     src->opts = *opts;
     src->opts.map = NULL; /* only read in csv_open, from opts */
     src->schema = *schema;
-    snprintf(src->key_field, sizeof(src->key_field), "%s", opts->key_field ? opts->key_field : "machine_id");
-    snprintf(src->time_field, sizeof(src->time_field), "%s", opts->time_field ? opts->time_field : "ts");
-    if (opts->machine_id && copy_bounded(src->machine_id, sizeof(src->machine_id), opts->machine_id)) {
+    snprintf(src->key_field, sizeof(src->key_field), "%s",
+             opts->key_field ? opts->key_field : "machine_id");
+    snprintf(src->time_field, sizeof(src->time_field), "%s",
+             opts->time_field ? opts->time_field : "ts");
+    if (opts->machine_id &&
+        copy_bounded(src->machine_id, sizeof(src->machine_id), opts->machine_id)) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "machine id longer than %d bytes",
                    SN_EVENT_ID_MAX - 1);
         goto fail;
@@ -550,7 +560,8 @@ sn_source_t *sn_source_new(const sn_source_opts_t *opts, const sn_source_schema_
         src->fp = stdin;
         src->opts.path = "<stdin>";
     } else if (!(src->fp = fopen(opts->path, "r"))) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "cannot open %s: %s", opts->path, strerror(errno));
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "cannot open %s: %s", opts->path,
+                   strerror(errno));
         goto fail;
     } else {
         src->own_fp = 1;

@@ -37,20 +37,20 @@ enum sn_source_kind {
 /* Options for sn_source_new. Strings are borrowed for the call. */
 typedef struct sn_source_opts {
     enum sn_source_kind kind;
-    const char *path;        /* CSV or JSONL file; "-" is standard input */
-    const char *const *map;  /* CSV: "field=Column" pairs; tag.NAME=Column for tags */
+    const char *path;       /* CSV or JSONL file; "-" is standard input */
+    const char *const *map; /* CSV: "field=Column" pairs; tag.NAME=Column for tags */
     size_t nmap;
-    const char *key_field;   /* name of the machine id field (schema.key.field) */
-    const char *time_field;  /* name of the event time field (schema.time.field) */
-    const char *machine_id;  /* constant machine id when no column gives one */
-    const char *ts_column;   /* CSV: column with epoch milliseconds; NULL: synthesized */
-    int64_t start_ms;        /* first synthesized event time */
-    int64_t step_ms;         /* time between consecutive rows (per machine for a fleet) */
-    uint64_t limit;          /* stop after this many events; 0: no limit (fleet: required) */
+    const char *key_field;  /* name of the machine id field (schema.key.field) */
+    const char *time_field; /* name of the event time field (schema.time.field) */
+    const char *machine_id; /* constant machine id when no column gives one */
+    const char *ts_column;  /* CSV: column with epoch milliseconds; NULL: synthesized */
+    int64_t start_ms;       /* first synthesized event time */
+    int64_t step_ms;        /* time between consecutive rows (per machine for a fleet) */
+    uint64_t limit;         /* stop after this many events; 0: no limit (fleet: required) */
     /* Synthetic fleet only. */
     uint32_t machines;
     uint64_t seed;
-    FILE *failures_out;      /* borrowed; "machine_id,ts_ms,mode" per failure, or NULL */
+    FILE *failures_out; /* borrowed; "machine_id,ts_ms,mode" per failure, or NULL */
 } sn_source_opts_t;
 
 /* The column mapping of the bundled AI4I 2020 data (data/ai4i2020.csv). */

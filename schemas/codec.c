@@ -1380,8 +1380,7 @@ int sn_codec_parse_value(const sn_codec_t *c, int index, const char *text, doubl
             break;
         }
     }
-    if (!tf)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "no numeric field %d", index);
+    if (!tf) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "no numeric field %d", index);
     if (tf->kind == K_ENUM && es) {
         int sym = avro_schema_enum_get_by_name(es, text);
 

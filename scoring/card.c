@@ -60,7 +60,8 @@ static int need(json_t *root, const char *path, int type, char *errstr, size_t e
     json_t *v = get_path(root, path);
 
     if (!v || (type == JSON_REAL ? !json_is_number(v) : (int)json_typeof(v) != type))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: \"%s\" missing or of the wrong type", path);
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "card: \"%s\" missing or of the wrong type", path);
     return 0;
 }
 
@@ -82,11 +83,12 @@ static int parse_profile(sn_card_t *c, char *errstr, size_t errstr_size) {
                *counts = json_object_get(f, "counts"), *sample = json_object_get(f, "sample");
         struct profile *p = &c->profiles[i];
 
-        if (!json_is_array(edges) || json_array_size(edges) != (size_t)bins + 1 || !json_is_array(counts) ||
-            json_array_size(counts) != (size_t)bins || !json_is_array(sample) ||
-            !json_is_integer(json_object_get(f, "missing")))
-            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                              "card: profile of feature %zu: edges, counts, missing or sample malformed", i);
+        if (!json_is_array(edges) || json_array_size(edges) != (size_t)bins + 1 ||
+            !json_is_array(counts) || json_array_size(counts) != (size_t)bins ||
+            !json_is_array(sample) || !json_is_integer(json_object_get(f, "missing")))
+            return sn_err_set(
+                errstr, errstr_size, SN_ERR_INVALID,
+                "card: profile of feature %zu: edges, counts, missing or sample malformed", i);
         p->name = c->names[i];
         p->bins = (size_t)bins;
         p->missing = (uint64_t)json_integer_value(json_object_get(f, "missing"));
@@ -94,11 +96,13 @@ static int parse_profile(sn_card_t *c, char *errstr, size_t errstr_size) {
         p->edges = malloc(((size_t)bins + 1) * sizeof(*p->edges));
         p->counts = malloc((size_t)bins * sizeof(*p->counts));
         p->sample = malloc((p->nsample ? p->nsample : 1) * sizeof(*p->sample));
-        if (!p->edges || !p->counts || !p->sample) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        if (!p->edges || !p->counts || !p->sample)
+            return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k <= (size_t)bins; k++) {
             json_t *e = json_array_get(edges, k);
 
-            if (!json_is_number(e)) return bad(errstr, errstr_size, "profile: an edge is not a number");
+            if (!json_is_number(e))
+                return bad(errstr, errstr_size, "profile: an edge is not a number");
             p->edges[k] = json_number_value(e); /* float32 values written as doubles */
         }
         for (size_t k = 0; k < (size_t)bins; k++) {
@@ -111,7 +115,8 @@ static int parse_profile(sn_card_t *c, char *errstr, size_t errstr_size) {
         for (size_t k = 0; k < p->nsample; k++) {
             json_t *e = json_array_get(sample, k);
 
-            if (!json_is_number(e)) return bad(errstr, errstr_size, "profile: a sample value is not a number");
+            if (!json_is_number(e))
+                return bad(errstr, errstr_size, "profile: a sample value is not a number");
             p->sample[k] = (float)json_number_value(e);
         }
     }
@@ -137,11 +142,19 @@ static int validate(sn_card_t *c, char *errstr, size_t errstr_size) {
         const char *path;
         int type;
     } req[] = {
-        {"card_version", JSON_INTEGER}, {"created", JSON_STRING},   {"model", JSON_OBJECT},
-        {"model.sha256", JSON_STRING},  {"model.nfeatures", JSON_INTEGER},
-        {"feature_spec", JSON_OBJECT},  {"feature_names", JSON_ARRAY}, {"label", JSON_OBJECT},
-        {"label.kind", JSON_STRING},    {"threshold.value", JSON_REAL}, {"threshold.policy", JSON_STRING},
-        {"metrics.holdout.pr_auc", JSON_REAL}, {"data.sha256", JSON_STRING},
+        {"card_version", JSON_INTEGER},
+        {"created", JSON_STRING},
+        {"model", JSON_OBJECT},
+        {"model.sha256", JSON_STRING},
+        {"model.nfeatures", JSON_INTEGER},
+        {"feature_spec", JSON_OBJECT},
+        {"feature_names", JSON_ARRAY},
+        {"label", JSON_OBJECT},
+        {"label.kind", JSON_STRING},
+        {"threshold.value", JSON_REAL},
+        {"threshold.policy", JSON_STRING},
+        {"metrics.holdout.pr_auc", JSON_REAL},
+        {"data.sha256", JSON_STRING},
     };
     json_t *names, *pv;
     json_int_t nf;
@@ -151,25 +164,31 @@ static int validate(sn_card_t *c, char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
         if ((rc = need(c->root, req[i].path, req[i].type, errstr, errstr_size)) != 0) return rc;
     if (json_integer_value(json_object_get(c->root, "card_version")) != SN_CARD_VERSION)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: card_version is not %d", SN_CARD_VERSION);
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: card_version is not %d",
+                          SN_CARD_VERSION);
     sha = json_string_value(get_path(c->root, "model.sha256"));
     if (strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)
         return bad(errstr, errstr_size, "model.sha256 is not 64 lower-case hex digits");
     pv = json_object_get(c->root, "parent_version");
-    if (pv && !json_is_null(pv) && !json_is_string(pv)) return bad(errstr, errstr_size, "parent_version is not a string");
+    if (pv && !json_is_null(pv) && !json_is_string(pv))
+        return bad(errstr, errstr_size, "parent_version is not a string");
     nf = json_integer_value(get_path(c->root, "model.nfeatures"));
     names = json_object_get(c->root, "feature_names");
     if (nf < 1 || json_array_size(names) != (size_t)nf)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                          "card: %zu feature names for model.nfeatures %lld", json_array_size(names), (long long)nf);
+                          "card: %zu feature names for model.nfeatures %lld",
+                          json_array_size(names), (long long)nf);
     c->nfeatures = (size_t)nf;
-    if (!(c->names = calloc(c->nfeatures, sizeof(*c->names)))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (!(c->names = calloc(c->nfeatures, sizeof(*c->names))))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < c->nfeatures; i++)
         if (!(c->names[i] = json_string_value(json_array_get(names, i))))
             return bad(errstr, errstr_size, "a feature name is not a string");
     c->threshold = (float)json_number_value(get_path(c->root, "threshold.value"));
-    if (!(c->threshold >= 0 && c->threshold <= 1)) return bad(errstr, errstr_size, "threshold.value outside [0, 1]");
-    if (!(c->spec_text = json_dumps(json_object_get(c->root, "feature_spec"), JSON_COMPACT | JSON_SORT_KEYS)))
+    if (!(c->threshold >= 0 && c->threshold <= 1))
+        return bad(errstr, errstr_size, "threshold.value outside [0, 1]");
+    if (!(c->spec_text =
+              json_dumps(json_object_get(c->root, "feature_spec"), JSON_COMPACT | JSON_SORT_KEYS)))
         return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     return parse_profile(c, errstr, errstr_size);
 }
@@ -179,14 +198,16 @@ sn_card_t *sn_card_parse(const char *json, size_t len, char *errstr, size_t errs
     json_error_t jerr;
 
     if (!json || len > SN_CARD_MAX_BYTES) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: missing or larger than %u bytes", SN_CARD_MAX_BYTES);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: missing or larger than %u bytes",
+                   SN_CARD_MAX_BYTES);
         return NULL;
     }
     if (!(c = calloc(1, sizeof(*c)))) {
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (!(c->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr)) || !json_is_object(c->root)) {
+    if (!(c->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr)) ||
+        !json_is_object(c->root)) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: not a JSON object (%s at line %d)",
                    c->root ? "top level" : jerr.text, jerr.line);
         goto fail;
@@ -205,11 +226,13 @@ sn_card_t *sn_card_load_file(const char *path, char *errstr, size_t errstr_size)
     sn_card_t *c = NULL;
 
     if (!fp) {
-        sn_err_set(errstr, errstr_size, SN_ERR_IO, "card: cannot open %s: %s", path, strerror(errno));
+        sn_err_set(errstr, errstr_size, SN_ERR_IO, "card: cannot open %s: %s", path,
+                   strerror(errno));
         return NULL;
     }
     if (fstat(fileno(fp), &st) != 0 || st.st_size > SN_CARD_MAX_BYTES) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: %s is larger than %u bytes", path, SN_CARD_MAX_BYTES);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "card: %s is larger than %u bytes", path,
+                   SN_CARD_MAX_BYTES);
         goto out;
     }
     if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -283,7 +306,8 @@ int sn_card_set_parent_version(sn_card_t *card, const char *version) {
 }
 
 double sn_card_metric(const sn_card_t *card, const char *split, const char *name) {
-    json_t *v = json_object_get(json_object_get(json_object_get(card->root, "metrics"), split), name);
+    json_t *v =
+        json_object_get(json_object_get(json_object_get(card->root, "metrics"), split), name);
 
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
@@ -304,7 +328,8 @@ int sn_card_profile(const sn_card_t *card, size_t i, sn_card_profile_t *out) {
     if (!card->profiles) return SN_ERR_NOENT;
     if (i >= card->nfeatures) return SN_ERR_INVALID;
     p = &card->profiles[i];
-    *out = (sn_card_profile_t){p->name, p->bins, p->edges, p->counts, p->missing, p->sample, p->nsample};
+    *out = (sn_card_profile_t){p->name,    p->bins,   p->edges,  p->counts,
+                               p->missing, p->sample, p->nsample};
     return 0;
 }
 
@@ -314,8 +339,10 @@ size_t sn_card_profile_bin(const sn_card_profile_t *p, double v) {
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
 
-        if (p->edges[mid] <= v) lo = mid + 1;
-        else hi = mid;
+        if (p->edges[mid] <= v)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo - 1;
 }
@@ -337,6 +364,7 @@ int sn_card_verify_model(const sn_card_t *card, const void *model, size_t len, c
     sn_card_sha256_hex(model, len, hex);
     if (strcmp(hex, want) != 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                          "card: model.ubj has SHA-256 %.12s..., the card expects %.12s...", hex, want);
+                          "card: model.ubj has SHA-256 %.12s..., the card expects %.12s...", hex,
+                          want);
     return 0;
 }

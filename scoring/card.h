@@ -108,11 +108,11 @@ double sn_card_get_num(const sn_card_t *card, const char *path);
  * borrowed from the card. */
 typedef struct sn_card_profile {
     const char *name;
-    size_t bins;           /* counts has bins entries, edges bins + 1 */
+    size_t bins; /* counts has bins entries, edges bins + 1 */
     const double *edges;
     const uint64_t *counts;
-    uint64_t missing;      /* NaN values, not in any bin */
-    const float *sample;   /* reference sample (non-missing values) */
+    uint64_t missing;    /* NaN values, not in any bin */
+    const float *sample; /* reference sample (non-missing values) */
     size_t nsample;
 } sn_card_profile_t;
 

@@ -140,10 +140,14 @@ int sn_eval_at(const float *score, const uint8_t *label, size_t n, double thresh
     for (size_t i = 0; i < n; i++) {
         int flagged = (double)score[i] >= threshold;
 
-        if (flagged && label[i]) out->tp++;
-        else if (flagged) out->fp++;
-        else if (label[i]) out->fn++;
-        else out->tn++;
+        if (flagged && label[i])
+            out->tp++;
+        else if (flagged)
+            out->fp++;
+        else if (label[i])
+            out->fn++;
+        else
+            out->tn++;
     }
     out->precision = out->tp + out->fp ? (double)out->tp / (double)(out->tp + out->fp) : 0;
     out->recall = pos ? (double)out->tp / (double)pos : 0;

@@ -21,9 +21,9 @@
 typedef struct sn_eval_point {
     double threshold;
     uint64_t tp, fp, fn, tn;
-    double precision; /* tp / (tp + fp); 0 when nothing is flagged */
-    double recall;    /* tp / (tp + fn); 0 when there are no positives */
-    double f1;        /* harmonic mean; 0 when precision + recall is 0 */
+    double precision;       /* tp / (tp + fp); 0 when nothing is flagged */
+    double recall;          /* tp / (tp + fn); 0 when there are no positives */
+    double f1;              /* harmonic mean; 0 when precision + recall is 0 */
     double alerts_per_1000; /* flagged events per 1,000 events */
 } sn_eval_point_t;
 

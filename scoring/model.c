@@ -68,8 +68,8 @@ static void array_interface(char *buf, size_t size, const float *x, size_t nrows
 }
 
 /* A dense DMatrix over x; XGBoost copies the data, so x may go afterwards. */
-static int dmatrix_dense(const float *x, size_t nrows, size_t ncols, int nthread, DMatrixHandle *out,
-                         char *errstr, size_t errstr_size) {
+static int dmatrix_dense(const float *x, size_t nrows, size_t ncols, int nthread,
+                         DMatrixHandle *out, char *errstr, size_t errstr_size) {
     char ai[256], cfg[64];
 
     array_interface(ai, sizeof(ai), x, nrows, ncols);
@@ -96,8 +96,8 @@ struct ubj {
 };
 
 static int ubj_bad(struct ubj *u, const char *why) {
-    return sn_err_set(u->errstr, u->errstr_size, SN_ERR_INVALID, "model: corrupt UBJSON at byte %zu: %s",
-                      u->pos, why);
+    return sn_err_set(u->errstr, u->errstr_size, SN_ERR_INVALID,
+                      "model: corrupt UBJSON at byte %zu: %s", u->pos, why);
 }
 
 static int ubj_need(struct ubj *u, size_t n) {
@@ -108,11 +108,18 @@ static int ubj_need(struct ubj *u, size_t n) {
 /* Size of a fixed-size scalar's payload, or -1 for markers with a length. */
 static int ubj_fixed_size(uint8_t m) {
     switch (m) {
-    case 'Z': case 'N': case 'T': case 'F': return 0;
-    case 'i': case 'U': case 'C': return 1;
+    case 'Z':
+    case 'N':
+    case 'T':
+    case 'F': return 0;
+    case 'i':
+    case 'U':
+    case 'C': return 1;
     case 'I': return 2;
-    case 'l': case 'd': return 4;
-    case 'L': case 'D': return 8;
+    case 'l':
+    case 'd': return 4;
+    case 'L':
+    case 'D': return 8;
     default: return -1;
     }
 }
@@ -173,7 +180,8 @@ static int ubj_length(struct ubj *u, uint64_t *out) {
 
     if (ubj_need(u, 1)) return SN_ERR_INVALID;
     m = u->p[u->pos++];
-    if (m != 'i' && m != 'U' && m != 'I' && m != 'l' && m != 'L') return ubj_bad(u, "bad length marker");
+    if (m != 'i' && m != 'U' && m != 'I' && m != 'l' && m != 'L')
+        return ubj_bad(u, "bad length marker");
     if (ubj_scalar(u, m, &v)) return SN_ERR_INVALID;
     n = json_integer_value(v);
     json_decref(v);
@@ -192,7 +200,8 @@ static int ubj_string(struct ubj *u, char **key, json_t **out) {
     s = (const char *)u->p + u->pos;
     u->pos += (size_t)n;
     if (key) {
-        if (!(*key = malloc((size_t)n + 1))) return sn_err_set(u->errstr, u->errstr_size, SN_ERR_NOMEM, "model: out of memory");
+        if (!(*key = malloc((size_t)n + 1)))
+            return sn_err_set(u->errstr, u->errstr_size, SN_ERR_NOMEM, "model: out of memory");
         memcpy(*key, s, (size_t)n);
         (*key)[n] = '\0';
         if (strlen(*key) != n) {
@@ -228,7 +237,8 @@ static int ubj_container(struct ubj *u, int object, int depth, json_t **out) {
         u->pos++;
         if (ubj_need(u, 1)) goto fail;
         type = u->p[u->pos++];
-        if (type == 'N' || (ubj_fixed_size(type) < 0 && type != 'S' && type != 'H' && type != '[' && type != '{')) {
+        if (type == 'N' || (ubj_fixed_size(type) < 0 && type != 'S' && type != 'H' && type != '[' &&
+                            type != '{')) {
             ubj_bad(u, "bad container type");
             goto fail;
         }
@@ -244,8 +254,8 @@ static int ubj_container(struct ubj *u, int object, int depth, json_t **out) {
         if (ubj_length(u, &count)) goto fail;
         counted = 1;
         /* refuse counts the data cannot hold before looping on them */
-        if ((sz > 0 && count > (u->len - u->pos) / (uint64_t)sz) || (sz == 0 && count > ((uint64_t)1 << 20)) ||
-            (sz < 0 && count > u->len - u->pos)) {
+        if ((sz > 0 && count > (u->len - u->pos) / (uint64_t)sz) ||
+            (sz == 0 && count > ((uint64_t)1 << 20)) || (sz < 0 && count > u->len - u->pos)) {
             ubj_bad(u, "count beyond the data");
             goto fail;
         }
@@ -297,7 +307,8 @@ fail:
 
 static int ubj_value(struct ubj *u, uint8_t m, int depth, json_t **out) {
     switch (m) {
-    case 'S': case 'H': return ubj_string(u, NULL, out);
+    case 'S':
+    case 'H': return ubj_string(u, NULL, out);
     case '[': return ubj_container(u, 0, depth, out);
     case '{': return ubj_container(u, 1, depth, out);
     default: return ubj_scalar(u, m, out);
@@ -315,13 +326,14 @@ static int decode_document(const void *buf, size_t len, int *is_json, json_t **d
     *doc = NULL;
     if (len == 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: empty file");
     while (i < len && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t')) i++;
-    if (i + 1 < len && p[i] == '{' && (p[i + 1] == '"' || p[i + 1] == '}' || p[i + 1] == ' ' ||
-                                       p[i + 1] == '\n' || p[i + 1] == '\t' || p[i + 1] == '\r')) {
+    if (i + 1 < len && p[i] == '{' &&
+        (p[i + 1] == '"' || p[i + 1] == '}' || p[i + 1] == ' ' || p[i + 1] == '\n' ||
+         p[i + 1] == '\t' || p[i + 1] == '\r')) {
         json_error_t jerr;
 
         if (!(*doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)))
-            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: corrupt JSON at byte %d: %s",
-                              jerr.position, jerr.text);
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "model: corrupt JSON at byte %d: %s", jerr.position, jerr.text);
         *is_json = 1;
         return 0;
     }
@@ -338,8 +350,9 @@ static int decode_document(const void *buf, size_t len, int *is_json, json_t **d
         *is_json = 0;
         return 0;
     }
-    return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                      "model: not an XGBoost UBJSON or JSON model (legacy binary models are refused)");
+    return sn_err_set(
+        errstr, errstr_size, SN_ERR_INVALID,
+        "model: not an XGBoost UBJSON or JSON model (legacy binary models are refused)");
 }
 
 /* XGBoost stores its scalar parameters as decimal strings ("num_feature":
@@ -368,17 +381,19 @@ static json_int_t arr_int(json_t *a, size_t i) { return json_integer_value(json_
  * has exactly the parent that points at it, and a split reads an existing
  * feature. Together these make every walk from the root end at a leaf. */
 static int check_tree(json_t *tree, size_t t, long long nf, char *errstr, size_t errstr_size) {
-    static const char *const arrays[] = {"left_children", "right_children", "parents", "split_indices",
-                                         "split_conditions", "default_left", "base_weights", "loss_changes",
-                                         "sum_hessian"};
-    json_t *tp = json_object_get(tree, "tree_param"), *left, *right, *parents, *split, *stype, *cond;
+    static const char *const arrays[] = {"left_children", "right_children",   "parents",
+                                         "split_indices", "split_conditions", "default_left",
+                                         "base_weights",  "loss_changes",     "sum_hessian"};
+    json_t *tp = json_object_get(tree, "tree_param"), *left, *right, *parents, *split, *stype,
+           *cond;
     long long nodes, tnf, v;
 
     if (!json_is_object(tp) || param_int(tp, "num_nodes", 1, 1 << 26, &nodes) != 0 ||
         param_int(tp, "num_feature", 0, 1 << 30, &tnf) != 0)
         return tree_bad(errstr, errstr_size, t, "bad tree_param");
     if (tnf != nf) return tree_bad(errstr, errstr_size, t, "num_feature differs from the model's");
-    if (param_int(tp, "num_deleted", 0, 0, &v) != 0) return tree_bad(errstr, errstr_size, t, "has deleted nodes");
+    if (param_int(tp, "num_deleted", 0, 0, &v) != 0)
+        return tree_bad(errstr, errstr_size, t, "has deleted nodes");
     if (json_object_get(tp, "size_leaf_vector") && param_int(tp, "size_leaf_vector", 0, 0, &v) != 0)
         return tree_bad(errstr, errstr_size, t, "has leaf vectors");
     for (size_t k = 0; k < sizeof(arrays) / sizeof(arrays[0]); k++) {
@@ -403,15 +418,19 @@ static int check_tree(json_t *tree, size_t t, long long nf, char *errstr, size_t
         return tree_bad(errstr, errstr_size, t, "split_type is not num_nodes long");
     if (json_array_size(json_object_get(tree, "categories_nodes")) != 0)
         return tree_bad(errstr, errstr_size, t, "categorical splits are not supported");
-    if (arr_int(parents, 0) != 2147483647) return tree_bad(errstr, errstr_size, t, "root has a parent");
+    if (arr_int(parents, 0) != 2147483647)
+        return tree_bad(errstr, errstr_size, t, "root has a parent");
     for (long long i = 0; i < nodes; i++) {
         json_int_t l = arr_int(left, (size_t)i), r = arr_int(right, (size_t)i);
 
-        if (!json_is_integer(json_array_get(left, (size_t)i)) || !json_is_integer(json_array_get(right, (size_t)i)) ||
-            !json_is_integer(json_array_get(parents, (size_t)i)) || !json_is_integer(json_array_get(split, (size_t)i)) ||
+        if (!json_is_integer(json_array_get(left, (size_t)i)) ||
+            !json_is_integer(json_array_get(right, (size_t)i)) ||
+            !json_is_integer(json_array_get(parents, (size_t)i)) ||
+            !json_is_integer(json_array_get(split, (size_t)i)) ||
             !json_is_number(json_array_get(cond, (size_t)i)))
             return tree_bad(errstr, errstr_size, t, "a node entry has the wrong type");
-        if (stype && arr_int(stype, (size_t)i) != 0) return tree_bad(errstr, errstr_size, t, "categorical splits are not supported");
+        if (stype && arr_int(stype, (size_t)i) != 0)
+            return tree_bad(errstr, errstr_size, t, "categorical splits are not supported");
         if (l == -1 && r == -1) continue; /* leaf */
         if (l <= i || r <= i || l >= nodes || r >= nodes || l == r)
             return tree_bad(errstr, errstr_size, t, "child index out of range");
@@ -438,26 +457,32 @@ static int check_model(json_t *doc, long long *nf_out, char *errstr, size_t errs
     size_t i;
     json_t *tree;
 
-    if (!json_is_object(learner)) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: no learner: not an XGBoost model");
+    if (!json_is_object(learner))
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: no learner: not an XGBoost model");
     lmp = json_object_get(learner, "learner_model_param");
     if (!json_is_object(lmp) || param_int(lmp, "num_feature", 1, 1 << 30, &nf) != 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: bad learner_model_param.num_feature");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: bad learner_model_param.num_feature");
     if (param_int(lmp, "num_class", 0, 0, &v) != 0 ||
         (json_object_get(lmp, "num_target") && param_int(lmp, "num_target", 1, 1, &v) != 0))
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: not a single-output model");
     gb = json_object_get(learner, "gradient_booster");
     gbname = json_string_value(json_object_get(gb, "name"));
     if (!gbname || strcmp(gbname, "gbtree") != 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: booster is %s, expected gbtree",
-                          gbname ? gbname : "(none)");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: booster is %s, expected gbtree", gbname ? gbname : "(none)");
     model = json_object_get(gb, "model");
     trees = json_object_get(model, "trees");
     info = json_object_get(model, "tree_info");
     gmp = json_object_get(model, "gbtree_model_param");
-    if (!json_is_array(trees) || !json_is_array(info) || json_array_size(info) != json_array_size(trees) ||
-        param_int(gmp, "num_trees", 0, 1 << 26, &ntrees) != 0 || (size_t)ntrees != json_array_size(trees) ||
+    if (!json_is_array(trees) || !json_is_array(info) ||
+        json_array_size(info) != json_array_size(trees) ||
+        param_int(gmp, "num_trees", 0, 1 << 26, &ntrees) != 0 ||
+        (size_t)ntrees != json_array_size(trees) ||
         param_int(gmp, "num_parallel_tree", 1, 1, &v) != 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: trees, tree_info and num_trees disagree");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: trees, tree_info and num_trees disagree");
     json_array_foreach(trees, i, tree) {
         int rc;
 
@@ -481,7 +506,8 @@ static int check_objective(BoosterHandle b, char *errstr, size_t errstr_size) {
     if (XGBoosterSaveJsonConfig(b, &len, &cfg) != 0) return xgb_fail(errstr, errstr_size, "config");
     if (!(doc = json_loadb(cfg, len, 0, NULL)))
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: unreadable config");
-    obj = json_string_value(json_object_get(json_object_get(json_object_get(doc, "learner"), "objective"), "name"));
+    obj = json_string_value(
+        json_object_get(json_object_get(json_object_get(doc, "learner"), "objective"), "name"));
     if (!obj || strcmp(obj, "binary:logistic") != 0)
         rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
                         "model: objective is %s, expected binary:logistic", obj ? obj : "(none)");
@@ -570,20 +596,21 @@ sn_model_t *sn_model_load(const void *buf, size_t len, size_t expect_nfeatures, 
     return model_wrap(b, expect_nfeatures, nthread, errstr, errstr_size);
 }
 
-sn_model_t *sn_model_load_file(const char *path, size_t expect_nfeatures, int nthread,
-                               char *errstr, size_t errstr_size) {
+sn_model_t *sn_model_load_file(const char *path, size_t expect_nfeatures, int nthread, char *errstr,
+                               size_t errstr_size) {
     FILE *fp = NULL;
     struct stat st;
     uint8_t *buf = NULL;
     sn_model_t *m = NULL;
 
     if (!(fp = fopen(path, "rb"))) {
-        sn_err_set(errstr, errstr_size, SN_ERR_IO, "model: cannot open %s: %s", path, strerror(errno));
+        sn_err_set(errstr, errstr_size, SN_ERR_IO, "model: cannot open %s: %s", path,
+                   strerror(errno));
         goto out;
     }
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SN_MODEL_MAX_BYTES) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: %s is not a regular file of at most %u bytes",
-                   path, SN_MODEL_MAX_BYTES);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                   "model: %s is not a regular file of at most %u bytes", path, SN_MODEL_MAX_BYTES);
         goto out;
     }
     if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -620,12 +647,14 @@ int sn_model_save(const sn_model_t *model, const char *format, uint8_t **out, si
     *out = NULL;
     *out_len = 0;
     if (strcmp(format, "ubj") != 0 && strcmp(format, "json") != 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: unknown format \"%s\"", format);
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: unknown format \"%s\"",
+                          format);
     snprintf(cfg, sizeof(cfg), "{\"format\": \"%s\"}", format);
     if (XGBoosterSaveModelToBuffer(model->booster, cfg, &len, &data) != 0)
         return xgb_fail(errstr, errstr_size, "save");
     /* The buffer is XGBoost's thread-local scratch: copy it out now. */
-    if (!(*out = malloc(len ? len : 1))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (!(*out = malloc(len ? len : 1)))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     memcpy(*out, data, len);
     *out_len = len;
     return 0;
@@ -671,13 +700,15 @@ int sn_model_predict(const sn_model_t *model, sn_model_ctx_t *ctx, const float *
     const float *res = NULL;
 
     if (nrows == 0) return 0;
-    if (!x || !out || !ctx) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: predict: NULL argument");
+    if (!x || !out || !ctx)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: predict: NULL argument");
     array_interface(ai, sizeof(ai), x, nrows, model->nfeatures);
     if (XGBoosterPredictFromDense(model->booster, ai, cfg, ctx->proxy, &shape, &dim, &res) != 0)
         return xgb_fail(errstr, errstr_size, "predict");
     for (bst_ulong i = 0; i < dim; i++) total *= shape[i];
     if (total != nrows)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: predict returned %llu values for %zu rows",
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: predict returned %llu values for %zu rows",
                           (unsigned long long)total, nrows);
     memcpy(out, res, nrows * sizeof(float));
     return 0;
@@ -696,8 +727,11 @@ int sn_model_contribs(const sn_model_t *model, const float *x, size_t nrows, flo
     int rc;
 
     if (nrows == 0) return 0;
-    if (!x || !out) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: contributions: NULL argument");
-    if ((rc = dmatrix_dense(x, nrows, model->nfeatures, model->nthread, &dm, errstr, errstr_size)) != 0)
+    if (!x || !out)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: contributions: NULL argument");
+    if ((rc = dmatrix_dense(x, nrows, model->nfeatures, model->nthread, &dm, errstr,
+                            errstr_size)) != 0)
         return rc;
     if (XGBoosterPredictFromDMatrix(model->booster, dm, cfg, &shape, &dim, &res) != 0) {
         rc = xgb_fail(errstr, errstr_size, "contributions");
@@ -706,7 +740,8 @@ int sn_model_contribs(const sn_model_t *model, const float *x, size_t nrows, flo
     for (bst_ulong i = 0; i < dim; i++) total *= shape[i];
     if (total != nrows * (model->nfeatures + 1)) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                        "model: contributions: %llu values for %zu rows", (unsigned long long)total, nrows);
+                        "model: contributions: %llu values for %zu rows", (unsigned long long)total,
+                        nrows);
         goto out;
     }
     memcpy(out, res, total * sizeof(float));
@@ -743,7 +778,8 @@ out:
     return rc;
 }
 
-int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr, size_t errstr_size) {
+int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr,
+                    size_t errstr_size) {
     float *row = malloc(model->nfeatures * sizeof(*row)), score = 0;
     sn_model_reason_t r[3];
     size_t n;
@@ -754,8 +790,8 @@ int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr, 
     rc = sn_model_predict(model, ctx, row, 1, &score, errstr, errstr_size);
     if (rc == 0) rc = sn_model_explain(model, row, 3, r, &n, errstr, errstr_size);
     if (rc == 0 && !(score >= 0 && score <= 1))
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: warm-up score %g is not a probability",
-                        (double)score);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "model: warm-up score %g is not a probability", (double)score);
     free(row);
     return rc;
 }
@@ -765,13 +801,13 @@ int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr, 
 static int metric_maximised(const char *metric) { return strcmp(metric, "logloss") != 0; }
 
 char *sn_model_params_json(const sn_model_params_t *p, double spw) {
-    json_t *o = json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:I, s:i, s:i, s:i}",
-                          "objective", "binary:logistic", "tree_method", "hist", "max_depth", p->max_depth,
-                          "eta", p->eta, "subsample", p->subsample, "colsample_bytree", p->colsample_bytree,
-                          "min_child_weight", p->min_child_weight, "lambda", p->lambda, "gamma", p->gamma,
-                          "scale_pos_weight", spw, "eval_metric", p->eval_metric, "seed", (json_int_t)p->seed,
-                          "nthread", p->nthread, "num_boost_round", p->rounds, "early_stopping_rounds",
-                          p->early_stopping_rounds);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:I, s:i, s:i, s:i}", "objective",
+        "binary:logistic", "tree_method", "hist", "max_depth", p->max_depth, "eta", p->eta,
+        "subsample", p->subsample, "colsample_bytree", p->colsample_bytree, "min_child_weight",
+        p->min_child_weight, "lambda", p->lambda, "gamma", p->gamma, "scale_pos_weight", spw,
+        "eval_metric", p->eval_metric, "seed", (json_int_t)p->seed, "nthread", p->nthread,
+        "num_boost_round", p->rounds, "early_stopping_rounds", p->early_stopping_rounds);
     char *s = o ? json_dumps(o, JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
 
     json_decref(o);
@@ -809,7 +845,8 @@ static int set_params(BoosterHandle b, const sn_model_params_t *p, double spw, c
     snprintf(v[8], sizeof(v[8]), "%" PRIu64, p->seed);
     snprintf(v[9], sizeof(v[9]), "%d", p->nthread > 0 ? p->nthread : 1);
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-        if (XGBoosterSetParam(b, kv[i][0], kv[i][1]) != 0) return xgb_fail(errstr, errstr_size, kv[i][0]);
+        if (XGBoosterSetParam(b, kv[i][0], kv[i][1]) != 0)
+            return xgb_fail(errstr, errstr_size, kv[i][0]);
     return 0;
 }
 
@@ -826,13 +863,14 @@ static int parse_eval(const char *line, const char *split, const char *metric, d
     return end == p ? -1 : 0;
 }
 
-static int make_split(const sn_model_data_t *d, size_t nf, int nthread, DMatrixHandle *out, char *errstr,
-                      size_t errstr_size) {
+static int make_split(const sn_model_data_t *d, size_t nf, int nthread, DMatrixHandle *out,
+                      char *errstr, size_t errstr_size) {
     float *lab = NULL;
     int rc;
 
     if ((rc = dmatrix_dense(d->x, d->nrows, nf, nthread, out, errstr, errstr_size)) != 0) return rc;
-    if (!(lab = malloc(d->nrows * sizeof(*lab)))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (!(lab = malloc(d->nrows * sizeof(*lab))))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < d->nrows; i++) lab[i] = d->y[i];
     if (XGDMatrixSetFloatInfo(*out, "label", lab, (bst_ulong)d->nrows) != 0)
         rc = xgb_fail(errstr, errstr_size, "labels");
@@ -848,7 +886,8 @@ static int make_split(const sn_model_data_t *d, size_t nf, int nthread, DMatrixH
  * best_iteration). */
 int sn_model_train(const sn_model_params_t *p, size_t nf, const sn_model_data_t *train,
                    const sn_model_data_t *valid, sn_model_progress_fn progress, void *opaque,
-                   sn_model_t **out, sn_model_train_info_t *info, char *errstr, size_t errstr_size) {
+                   sn_model_t **out, sn_model_train_info_t *info, char *errstr,
+                   size_t errstr_size) {
     DMatrixHandle dm[2] = {NULL, NULL};
     BoosterHandle b = NULL, cut = NULL;
     const char *names[2] = {"train", "valid"};
@@ -862,9 +901,11 @@ int sn_model_train(const sn_model_params_t *p, size_t nf, const sn_model_data_t 
     snprintf(info->metric, sizeof(info->metric), "%s", p->eval_metric);
     if (strcmp(p->eval_metric, "aucpr") != 0 && strcmp(p->eval_metric, "auc") != 0 &&
         strcmp(p->eval_metric, "logloss") != 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: eval metric must be aucpr, auc or logloss");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: eval metric must be aucpr, auc or logloss");
     if (!train->nrows || !valid->nrows || nf == 0 || p->rounds < 1)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: empty training or validation data");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: empty training or validation data");
     for (size_t i = 0; i < train->nrows; i++) pos += train->y[i];
     if (pos == 0 || pos == train->nrows)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
@@ -894,7 +935,8 @@ int sn_model_train(const sn_model_params_t *p, size_t nf, const sn_model_data_t 
         }
         if (parse_eval(line, "train", p->eval_metric, &tv) != 0 ||
             parse_eval(line, "valid", p->eval_metric, &vv) != 0) {
-            rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: unexpected evaluation \"%s\"", line);
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                            "model: unexpected evaluation \"%s\"", line);
             goto out;
         }
         info->rounds_run = r + 1;
@@ -904,7 +946,8 @@ int sn_model_train(const sn_model_params_t *p, size_t nf, const sn_model_data_t 
             info->best_valid = vv;
         }
         if (progress)
-            progress(opaque, r, p->rounds, p->eval_metric, tv, vv, info->best_round, info->best_valid);
+            progress(opaque, r, p->rounds, p->eval_metric, tv, vv, info->best_round,
+                     info->best_valid);
         if (p->early_stopping_rounds > 0 && r - info->best_round >= p->early_stopping_rounds) break;
     }
     if (p->early_stopping_rounds == 0) { /* no early stopping: keep every round */

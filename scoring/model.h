@@ -35,8 +35,8 @@ sn_model_t *sn_model_load(const void *buf, size_t len, size_t expect_nfeatures, 
                           char *errstr, size_t errstr_size);
 
 /* Reads path (at most SN_MODEL_MAX_BYTES) and loads it like sn_model_load. */
-sn_model_t *sn_model_load_file(const char *path, size_t expect_nfeatures, int nthread,
-                               char *errstr, size_t errstr_size);
+sn_model_t *sn_model_load_file(const char *path, size_t expect_nfeatures, int nthread, char *errstr,
+                               size_t errstr_size);
 
 /* NULL-safe. No sn_model_ctx_t may be predicting with it any more. */
 void sn_model_destroy(sn_model_t *model);
@@ -72,8 +72,8 @@ int sn_model_contribs(const sn_model_t *model, const float *x, size_t nrows, flo
 
 /* One feature's part in a score. */
 typedef struct sn_model_reason {
-    uint32_t feature; /* index into the feature vector */
-    float value;      /* the feature's value (NaN: missing) */
+    uint32_t feature;   /* index into the feature vector */
+    float value;        /* the feature's value (NaN: missing) */
     float contribution; /* SHAP value in log-odds; > 0 pushes towards failure */
 } sn_model_reason_t;
 
@@ -88,8 +88,7 @@ int sn_model_explain(const sn_model_t *model, const float *x, size_t k, sn_model
  * XGBoost's lazy set-up (configuration, thread pools, predictor caches) is
  * paid before the model takes traffic, and a model that cannot predict is
  * found before it is swapped in. */
-int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr,
-                    size_t errstr_size);
+int sn_model_warmup(const sn_model_t *model, sn_model_ctx_t *ctx, char *errstr, size_t errstr_size);
 
 /* ---- training ---- */
 
@@ -105,12 +104,12 @@ typedef struct sn_model_params {
     double min_child_weight;
     double lambda;
     double gamma;
-    double scale_pos_weight;   /* weight of positives; 0: negatives / positives of the
-                                  training rows */
-    const char *eval_metric;   /* XGBoost metric watched for early stopping: "aucpr",
-                                  "auc" or "logloss" */
+    double scale_pos_weight; /* weight of positives; 0: negatives / positives of the
+                                training rows */
+    const char *eval_metric; /* XGBoost metric watched for early stopping: "aucpr",
+                                "auc" or "logloss" */
     uint64_t seed;
-    int nthread;               /* fixed, so that the model bytes are deterministic */
+    int nthread; /* fixed, so that the model bytes are deterministic */
 } sn_model_params_t;
 
 /* One training split: row-major features (nrows * nfeatures, borrowed) and
@@ -128,9 +127,9 @@ typedef void (*sn_model_progress_fn)(void *opaque, int round, int rounds, const 
 
 /* What training found out. */
 typedef struct sn_model_train_info {
-    int best_round;         /* 0-based; the model keeps rounds 0..best_round */
-    int rounds_run;         /* rounds trained before stopping */
-    double best_valid;      /* the watched metric at best_round */
+    int best_round;          /* 0-based; the model keeps rounds 0..best_round */
+    int rounds_run;          /* rounds trained before stopping */
+    double best_valid;       /* the watched metric at best_round */
     double scale_pos_weight; /* the value used */
     char metric[32];
 } sn_model_train_info_t;
@@ -141,8 +140,7 @@ typedef struct sn_model_train_info {
  * same model bytes. progress may be NULL. */
 int sn_model_train(const sn_model_params_t *params, size_t nfeatures, const sn_model_data_t *train,
                    const sn_model_data_t *valid, sn_model_progress_fn progress, void *opaque,
-                   sn_model_t **out, sn_model_train_info_t *info, char *errstr,
-                   size_t errstr_size);
+                   sn_model_t **out, sn_model_train_info_t *info, char *errstr, size_t errstr_size);
 
 /* The params as the JSON object XGBoost was given (for the model card);
  * caller frees with free(). */

@@ -11,8 +11,7 @@ const sn_conf_def_t sn_model_conf_defs[] = {
     {"model.challenger.alias", SN_CONF_STR, "challenger", 0, 0, NULL, 0,
      "Alias given to a newly trained version that the gate did not promote (for shadow "
      "scoring); empty leaves aliases alone."},
-    {"model.nthread", SN_CONF_INT, "1", 1, 64, NULL, 0,
-     "XGBoost threads per prediction call."},
+    {"model.nthread", SN_CONF_INT, "1", 1, 64, NULL, 0, "XGBoost threads per prediction call."},
     {"registry.url", SN_CONF_STR, "file://./registry", 0, 0, NULL, 0,
      "Model registry: file://DIR (a directory, relative paths from the working directory) or "
      "mlflow+http://HOST:PORT (an MLflow tracking server with --serve-artifacts; "
@@ -31,8 +30,7 @@ const sn_conf_def_t sn_model_conf_defs[] = {
     {"train.seed", SN_CONF_INT, "42", 0, 2147483647.0, NULL, 0,
      "Seed of XGBoost's sampling and of the reference-sample reservoir: the same data and "
      "seed give the same model bytes."},
-    {"train.rounds", SN_CONF_INT, "1000", 1, 100000, NULL, 0,
-     "Most boosting rounds."},
+    {"train.rounds", SN_CONF_INT, "1000", 1, 100000, NULL, 0, "Most boosting rounds."},
     {"train.early.stopping.rounds", SN_CONF_INT, "50", 0, 10000, NULL, 0,
      "Stop after this many rounds without a better validation metric and keep the best "
      "round; 0 trains every round."},

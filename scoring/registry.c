@@ -21,7 +21,8 @@ static int valid_name(const char *s, size_t max, const char *extra) {
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr(extra, c)))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(extra, c)))
             return 0;
     }
     return 1;
@@ -38,7 +39,8 @@ static int valid_version(const char *v) {
 static int valid_alias(const char *a) {
     if (!valid_name(a, SN_REGISTRY_ALIAS_MAX, "_-")) return 0;
     if (strcmp(a, "latest") == 0) return 0;
-    if ((a[0] == 'v' || a[0] == 'V') && a[1] && strspn(a + 1, "0123456789") == strlen(a + 1)) return 0;
+    if ((a[0] == 'v' || a[0] == 'V') && a[1] && strspn(a + 1, "0123456789") == strlen(a + 1))
+        return 0;
     return 1;
 }
 
@@ -59,12 +61,14 @@ sn_registry_t *sn_registry_new(const sn_registry_opts_t *opts, char *errstr, siz
     if (strncmp(url, "file://", 7) == 0 && url[7]) {
         reg->ops = &sn_registry_file_ops;
         reg->impl = sn_registry_file_open(url + 7, opts, errstr, errstr_size);
-    } else if (strncmp(url, "mlflow+http://", 14) == 0 || strncmp(url, "mlflow+https://", 15) == 0) {
+    } else if (strncmp(url, "mlflow+http://", 14) == 0 ||
+               strncmp(url, "mlflow+https://", 15) == 0) {
         reg->ops = &sn_registry_mlflow_ops;
         reg->impl = sn_registry_mlflow_open(url + 7, opts, errstr, errstr_size);
     } else {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                   "registry: url \"%s\" is neither file://DIR nor mlflow+http(s)://HOST:PORT", url);
+                   "registry: url \"%s\" is neither file://DIR nor mlflow+http(s)://HOST:PORT",
+                   url);
     }
     if (!reg->impl) {
         free(reg);
@@ -105,9 +109,10 @@ int sn_registry_register(sn_registry_t *reg, const void *model, size_t model_len
 int sn_registry_fetch(sn_registry_t *reg, const char *version, uint8_t **model, size_t *model_len,
                       char **card, size_t *card_len, char *errstr, size_t errstr_size) {
     if (!valid_version(version))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: \"%s\" is not a version number",
-                          version ? version : "");
-    return reg->ops->fetch(reg->impl, version, model, model_len, card, card_len, errstr, errstr_size);
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "registry: \"%s\" is not a version number", version ? version : "");
+    return reg->ops->fetch(reg->impl, version, model, model_len, card, card_len, errstr,
+                           errstr_size);
 }
 
 int sn_registry_get_alias(sn_registry_t *reg, const char *alias, char *version, char *errstr,
@@ -115,28 +120,31 @@ int sn_registry_get_alias(sn_registry_t *reg, const char *alias, char *version, 
     int rc;
 
     if (!valid_alias(alias))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"", alias ? alias : "");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"",
+                          alias ? alias : "");
     rc = reg->ops->get_alias(reg->impl, alias, version, errstr, errstr_size);
     if (rc == 0 && !valid_version(version))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: alias %s holds \"%s\", not a version",
-                          alias, version);
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "registry: alias %s holds \"%s\", not a version", alias, version);
     return rc;
 }
 
 int sn_registry_set_alias(sn_registry_t *reg, const char *alias, const char *version, char *errstr,
                           size_t errstr_size) {
     if (!valid_alias(alias))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"", alias ? alias : "");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"",
+                          alias ? alias : "");
     if (!valid_version(version))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: \"%s\" is not a version number",
-                          version ? version : "");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "registry: \"%s\" is not a version number", version ? version : "");
     return reg->ops->set_alias(reg->impl, alias, version, errstr, errstr_size);
 }
 
 int sn_registry_rollback(sn_registry_t *reg, const char *alias, char *version, char *errstr,
                          size_t errstr_size) {
     if (!valid_alias(alias))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"", alias ? alias : "");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"",
+                          alias ? alias : "");
     return reg->ops->rollback(reg->impl, alias, version, errstr, errstr_size);
 }
 
@@ -147,8 +155,8 @@ static int cmp_entry(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int sn_registry_list(sn_registry_t *reg, size_t max, sn_registry_entry_t **out, size_t *n, char *errstr,
-                     size_t errstr_size) {
+int sn_registry_list(sn_registry_t *reg, size_t max, sn_registry_entry_t **out, size_t *n,
+                     char *errstr, size_t errstr_size) {
     int rc;
 
     *out = NULL;
@@ -162,11 +170,13 @@ int sn_registry_list(sn_registry_t *reg, size_t max, sn_registry_entry_t **out, 
     return 0;
 }
 
-int sn_registry_alias_history(sn_registry_t *reg, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX],
-                              size_t max, size_t *n, char *errstr, size_t errstr_size) {
+int sn_registry_alias_history(sn_registry_t *reg, const char *alias,
+                              char (*out)[SN_REGISTRY_VERSION_MAX], size_t max, size_t *n,
+                              char *errstr, size_t errstr_size) {
     *n = 0;
     if (!valid_alias(alias))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"", alias ? alias : "");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad alias \"%s\"",
+                          alias ? alias : "");
     return reg->ops->history(reg->impl, alias, out, max, n, errstr, errstr_size);
 }
 
@@ -215,8 +225,8 @@ int sn_registry_history_pop(char *hist, char sep, char *version) {
     return 0;
 }
 
-void sn_registry_history_list(const char *hist, char sep, char (*out)[SN_REGISTRY_VERSION_MAX], size_t max,
-                              size_t *n) {
+void sn_registry_history_list(const char *hist, char sep, char (*out)[SN_REGISTRY_VERSION_MAX],
+                              size_t max, size_t *n) {
     const char *end = hist + strlen(hist);
 
     *n = 0;

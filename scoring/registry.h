@@ -36,8 +36,8 @@
 
 #include "common/conf.h"
 
-#define SN_REGISTRY_VERSION_MAX 32 /* a version as text, NUL included */
-#define SN_REGISTRY_ALIAS_MAX 64   /* alias name, NUL included */
+#define SN_REGISTRY_VERSION_MAX 32  /* a version as text, NUL included */
+#define SN_REGISTRY_ALIAS_MAX 64    /* alias name, NUL included */
 #define SN_REGISTRY_HISTORY_MAX 100 /* alias moves remembered for rollback */
 
 typedef struct sn_registry sn_registry_t;
@@ -88,8 +88,8 @@ int sn_registry_get_alias(sn_registry_t *reg, const char *alias, char *version, 
 /* Points alias at version (which must exist), recording the previous target in
  * the alias history (bounded to SN_REGISTRY_HISTORY_MAX). Setting the version
  * it already has is a no-op. */
-int sn_registry_set_alias(sn_registry_t *reg, const char *alias, const char *version,
-                          char *errstr, size_t errstr_size);
+int sn_registry_set_alias(sn_registry_t *reg, const char *alias, const char *version, char *errstr,
+                          size_t errstr_size);
 
 /* Moves alias back to the version it had before its last move, dropping that
  * entry from the history; the new target is written into version
@@ -100,8 +100,8 @@ int sn_registry_rollback(sn_registry_t *reg, const char *alias, char *version, c
 /* One version in a listing. */
 typedef struct sn_registry_entry {
     char version[SN_REGISTRY_VERSION_MAX];
-    char aliases[128];   /* the aliases pointing at it, comma-separated, or "" */
-    int64_t created_ms;  /* when it was registered; 0 when unknown */
+    char aliases[128];  /* the aliases pointing at it, comma-separated, or "" */
+    int64_t created_ms; /* when it was registered; 0 when unknown */
 } sn_registry_entry_t;
 
 /* Lists the versions in ascending order into *out (caller frees with free()),
@@ -111,7 +111,8 @@ int sn_registry_list(sn_registry_t *reg, size_t max, sn_registry_entry_t **out, 
 
 /* The alias history, most recent first, into out (caller-owned, max
  * entries of SN_REGISTRY_VERSION_MAX bytes); *n is the count. */
-int sn_registry_alias_history(sn_registry_t *reg, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX],
-                              size_t max, size_t *n, char *errstr, size_t errstr_size);
+int sn_registry_alias_history(sn_registry_t *reg, const char *alias,
+                              char (*out)[SN_REGISTRY_VERSION_MAX], size_t max, size_t *n,
+                              char *errstr, size_t errstr_size);
 
 #endif

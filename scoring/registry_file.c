@@ -25,7 +25,8 @@ struct file_reg {
     unsigned tmp_seq;
 };
 
-static int path_fmt(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int path_fmt(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int path_fmt(char *out, size_t size, const char *fmt, ...) {
     va_list ap;
@@ -38,7 +39,8 @@ static int path_fmt(char *out, size_t size, const char *fmt, ...) {
 }
 
 static int io_err(char *errstr, size_t errstr_size, const char *what, const char *path) {
-    return sn_err_set(errstr, errstr_size, SN_ERR_IO, "registry: %s %s: %s", what, path, strerror(errno));
+    return sn_err_set(errstr, errstr_size, SN_ERR_IO, "registry: %s %s: %s", what, path,
+                      strerror(errno));
 }
 
 /* mkdir -p, for the few levels below the registry root. */
@@ -46,15 +48,18 @@ static int mkdirs(const char *path, char *errstr, size_t errstr_size) {
     char tmp[PATH_MAX];
     size_t len = strlen(path);
 
-    if (len >= sizeof(tmp)) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
+    if (len >= sizeof(tmp))
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
     memcpy(tmp, path, len + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return io_err(errstr, errstr_size, "cannot create", tmp);
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return io_err(errstr, errstr_size, "cannot create", tmp);
         *p = '/';
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return io_err(errstr, errstr_size, "cannot create", tmp);
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return io_err(errstr, errstr_size, "cannot create", tmp);
     return 0;
 }
 
@@ -74,7 +79,8 @@ static int write_all_fd(int fd, const void *buf, size_t len) {
 
 /* Writes a file durably: data and then the file's own fsync, so that the
  * rename that publishes it never exposes an empty file after a crash. */
-static int write_file(const char *path, const void *buf, size_t len, char *errstr, size_t errstr_size) {
+static int write_file(const char *path, const void *buf, size_t len, char *errstr,
+                      size_t errstr_size) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
     if (fd < 0) return io_err(errstr, errstr_size, "cannot create", path);
@@ -107,11 +113,13 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *out_le
 
     *out = NULL;
     if (!fp) {
-        if (errno == ENOENT) return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no %s", path);
+        if (errno == ENOENT)
+            return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no %s", path);
         return io_err(errstr, errstr_size, "cannot open", path);
     }
     if (fstat(fileno(fp), &st) != 0 || (size_t)st.st_size > max) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: %s larger than %zu bytes", path, max);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: %s larger than %zu bytes",
+                        path, max);
         goto out;
     }
     if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -132,7 +140,8 @@ out:
     return rc;
 }
 
-void *sn_registry_file_open(const char *dir, const sn_registry_opts_t *opts, char *errstr, size_t errstr_size) {
+void *sn_registry_file_open(const char *dir, const sn_registry_opts_t *opts, char *errstr,
+                            size_t errstr_size) {
     struct file_reg *f = calloc(1, sizeof(*f));
 
     if (!f) {
@@ -158,7 +167,8 @@ static int lock_root(struct file_reg *f, int *fd_out, char *errstr, size_t errst
     if ((rc = mkdirs(f->root, errstr, errstr_size)) != 0) return rc;
     if (path_fmt(path, sizeof(path), "%s/.lock", f->root) != 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) return io_err(errstr, errstr_size, "cannot open", path);
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+        return io_err(errstr, errstr_size, "cannot open", path);
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             rc = io_err(errstr, errstr_size, "cannot lock", path);
@@ -195,8 +205,8 @@ static long max_version(const char *versions_dir) {
 /* Writes both files into a private folder, then renames it to the next free
  * number. rename() of a directory onto an existing non-empty one fails, so
  * two trainers registering at once get distinct numbers without a lock. */
-static int file_register(void *impl, const void *model, size_t model_len, const char *card, size_t card_len,
-                         char *version, char *errstr, size_t errstr_size) {
+static int file_register(void *impl, const void *model, size_t model_len, const char *card,
+                         size_t card_len, char *version, char *errstr, size_t errstr_size) {
     struct file_reg *f = impl;
     char vdir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX], dst[PATH_MAX];
     int rc;
@@ -229,7 +239,8 @@ static int file_register(void *impl, const void *model, size_t model_len, const 
             goto fail;
         }
     }
-    rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "registry: could not find a free version number");
+    rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT,
+                    "registry: could not find a free version number");
 fail:
     if (path_fmt(path, sizeof(path), "%s/model.ubj", tmp) == 0) unlink(path);
     if (path_fmt(path, sizeof(path), "%s/card.json", tmp) == 0) unlink(path);
@@ -245,33 +256,38 @@ static int version_exists(struct file_reg *f, const char *version) {
            stat(path, &st) == 0;
 }
 
-static int file_fetch(void *impl, const char *version, uint8_t **model, size_t *model_len, char **card,
-                      size_t *card_len, char *errstr, size_t errstr_size) {
+static int file_fetch(void *impl, const char *version, uint8_t **model, size_t *model_len,
+                      char **card, size_t *card_len, char *errstr, size_t errstr_size) {
     struct file_reg *f = impl;
     char path[PATH_MAX];
     int rc;
 
     if (!version_exists(f, version))
-        return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no version %s of %s", version, f->root);
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no version %s of %s",
+                          version, f->root);
     if (model) {
         if (path_fmt(path, sizeof(path), "%s/versions/%s/model.ubj", f->root, version) != 0)
             return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
-        if ((rc = read_file(path, FILE_MAX_BYTES, model, model_len, errstr, errstr_size)) != 0) return rc;
+        if ((rc = read_file(path, FILE_MAX_BYTES, model, model_len, errstr, errstr_size)) != 0)
+            return rc;
     }
     if (card) {
         if (path_fmt(path, sizeof(path), "%s/versions/%s/card.json", f->root, version) != 0 ||
-            (rc = read_file(path, FILE_MAX_BYTES, (uint8_t **)card, card_len, errstr, errstr_size)) != 0) {
+            (rc = read_file(path, FILE_MAX_BYTES, (uint8_t **)card, card_len, errstr,
+                            errstr_size)) != 0) {
             if (model) {
                 free(*model);
                 *model = NULL;
             }
-            return rc ? rc : sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
+            return rc ? rc
+                      : sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
         }
     }
     return 0;
 }
 
-static int read_alias(struct file_reg *f, const char *alias, char *version, char *errstr, size_t errstr_size) {
+static int read_alias(struct file_reg *f, const char *alias, char *version, char *errstr,
+                      size_t errstr_size) {
     char path[PATH_MAX];
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -280,7 +296,8 @@ static int read_alias(struct file_reg *f, const char *alias, char *version, char
     if (path_fmt(path, sizeof(path), "%s/aliases/%s", f->root, alias) != 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
     if ((rc = read_file(path, 256, &buf, &len, errstr, errstr_size)) != 0) {
-        if (rc == SN_ERR_NOENT) sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s is not set", alias);
+        if (rc == SN_ERR_NOENT)
+            sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s is not set", alias);
         return rc;
     }
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' ')) buf[--len] = '\0';
@@ -289,12 +306,14 @@ static int read_alias(struct file_reg *f, const char *alias, char *version, char
     return 0;
 }
 
-static int file_get_alias(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size) {
+static int file_get_alias(void *impl, const char *alias, char *version, char *errstr,
+                          size_t errstr_size) {
     return read_alias(impl, alias, version, errstr, errstr_size);
 }
 
 /* Replaces a small file atomically: write a sibling, fsync, rename over. */
-static int replace_file(struct file_reg *f, const char *path, const char *text, char *errstr, size_t errstr_size) {
+static int replace_file(struct file_reg *f, const char *path, const char *text, char *errstr,
+                        size_t errstr_size) {
     char tmp[PATH_MAX];
     int rc;
 
@@ -310,7 +329,8 @@ static int replace_file(struct file_reg *f, const char *path, const char *text, 
     return 0;
 }
 
-static int read_history(struct file_reg *f, const char *alias, char *hist, char *errstr, size_t errstr_size) {
+static int read_history(struct file_reg *f, const char *alias, char *hist, char *errstr,
+                        size_t errstr_size) {
     char path[PATH_MAX];
     uint8_t *buf = NULL;
     int rc;
@@ -350,7 +370,8 @@ static int write_alias(struct file_reg *f, const char *alias, const char *versio
     return 0;
 }
 
-static int file_set_alias(void *impl, const char *alias, const char *version, char *errstr, size_t errstr_size) {
+static int file_set_alias(void *impl, const char *alias, const char *version, char *errstr,
+                          size_t errstr_size) {
     struct file_reg *f = impl;
     char cur[SN_REGISTRY_VERSION_MAX] = "", *hist = NULL;
     int fd = -1, rc;
@@ -379,7 +400,8 @@ out:
     return rc;
 }
 
-static int file_rollback(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size) {
+static int file_rollback(void *impl, const char *alias, char *version, char *errstr,
+                         size_t errstr_size) {
     struct file_reg *f = impl;
     char *hist = malloc(HIST_BYTES);
     int fd = -1, rc;
@@ -388,7 +410,8 @@ static int file_rollback(void *impl, const char *alias, char *version, char *err
     if ((rc = lock_root(f, &fd, errstr, errstr_size)) != 0) goto out;
     if ((rc = read_history(f, alias, hist, errstr, errstr_size)) != 0) goto out;
     if ((rc = sn_registry_history_pop(hist, '\n', version)) != 0) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s has no earlier version", alias);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOENT,
+                        "registry: alias %s has no earlier version", alias);
         goto out;
     }
     rc = write_alias(f, alias, version, hist, errstr, errstr_size);
@@ -398,8 +421,8 @@ out:
     return rc;
 }
 
-static int file_history(void *impl, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX], size_t max,
-                        size_t *n, char *errstr, size_t errstr_size) {
+static int file_history(void *impl, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX],
+                        size_t max, size_t *n, char *errstr, size_t errstr_size) {
     char *hist = malloc(HIST_BYTES);
     int rc;
 
@@ -421,7 +444,8 @@ static void tag_alias(sn_registry_entry_t *e, size_t n, const char *alias, const
     }
 }
 
-static int file_list(void *impl, sn_registry_entry_t **out, size_t *n, char *errstr, size_t errstr_size) {
+static int file_list(void *impl, sn_registry_entry_t **out, size_t *n, char *errstr,
+                     size_t errstr_size) {
     struct file_reg *f = impl;
     char dir[PATH_MAX], path[PATH_MAX];
     DIR *d;
@@ -432,13 +456,18 @@ static int file_list(void *impl, sn_registry_entry_t **out, size_t *n, char *err
     *n = 0;
     if (path_fmt(dir, sizeof(dir), "%s/versions", f->root) != 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: path too long");
-    if (!(d = opendir(dir))) return errno == ENOENT ? 0 : io_err(errstr, errstr_size, "cannot list", dir);
+    if (!(d = opendir(dir)))
+        return errno == ENOENT ? 0 : io_err(errstr, errstr_size, "cannot list", dir);
     while ((e = readdir(d))) {
         struct stat st;
         sn_registry_entry_t *ent;
 
-        if (e->d_name[0] < '1' || e->d_name[0] > '9' || strlen(e->d_name) >= SN_REGISTRY_VERSION_MAX) continue;
-        if (path_fmt(path, sizeof(path), "%s/%s/card.json", dir, e->d_name) != 0 || stat(path, &st) != 0) continue;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' ||
+            strlen(e->d_name) >= SN_REGISTRY_VERSION_MAX)
+            continue;
+        if (path_fmt(path, sizeof(path), "%s/%s/card.json", dir, e->d_name) != 0 ||
+            stat(path, &st) != 0)
+            continue;
         if (*n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             sn_registry_entry_t *p = realloc(*out, ncap * sizeof(*p));
@@ -464,7 +493,8 @@ static int file_list(void *impl, sn_registry_entry_t **out, size_t *n, char *err
             char v[SN_REGISTRY_VERSION_MAX], err[64];
 
             if (e->d_name[0] == '.' || strchr(e->d_name, '.')) continue; /* .history, .tmp-* */
-            if (read_alias(f, e->d_name, v, err, sizeof(err)) == 0) tag_alias(*out, *n, e->d_name, v);
+            if (read_alias(f, e->d_name, v, err, sizeof(err)) == 0)
+                tag_alias(*out, *n, e->d_name, v);
         }
         closedir(d);
     }

@@ -14,7 +14,8 @@ struct sn_registry_ops {
                char *version, char *errstr, size_t errstr_size);
     int (*fetch)(void *impl, const char *version, uint8_t **model, size_t *model_len, char **card,
                  size_t *card_len, char *errstr, size_t errstr_size);
-    int (*get_alias)(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size);
+    int (*get_alias)(void *impl, const char *alias, char *version, char *errstr,
+                     size_t errstr_size);
     int (*set_alias)(void *impl, const char *alias, const char *version, char *errstr,
                      size_t errstr_size);
     int (*rollback)(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size);

@@ -86,7 +86,8 @@ void *sn_registry_mlflow_open(const char *base_url, const sn_registry_opts_t *op
     if (opts->token && *opts->token)
         snprintf(m->auth, sizeof(m->auth), "Authorization: Bearer %s", opts->token);
     else if (opts->username && *opts->username)
-        snprintf(m->userpwd, sizeof(m->userpwd), "%s:%s", opts->username, opts->password ? opts->password : "");
+        snprintf(m->userpwd, sizeof(m->userpwd), "%s:%s", opts->username,
+                 opts->password ? opts->password : "");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!(m->curl = curl_easy_init())) {
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "registry: curl_easy_init failed");
@@ -108,8 +109,9 @@ static void mlflow_destroy(void *impl) {
 
 /* One HTTP exchange. Connection failures and 5xx are transient (the server
  * may be restarting); the status is returned for the caller to interpret. */
-static int http(struct mlflow *m, const char *method, const char *path, const void *body, size_t body_len,
-                const char *content_type, struct buf *resp, long *status, char *errstr, size_t errstr_size) {
+static int http(struct mlflow *m, const char *method, const char *path, const void *body,
+                size_t body_len, const char *content_type, struct buf *resp, long *status,
+                char *errstr, size_t errstr_size) {
     char url[2048], ctype[128];
     struct curl_slist *hdrs = NULL;
     CURLcode cc;
@@ -139,14 +141,15 @@ static int http(struct mlflow *m, const char *method, const char *path, const vo
     curl_slist_free_all(hdrs);
     if (cc != CURLE_OK) {
         if (cc == CURLE_WRITE_ERROR)
-            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: %s %s: reply over %zu bytes",
-                              method, path, resp->max);
-        return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "registry: %s %s: %s", method, m->base,
-                          curl_easy_strerror(cc));
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "registry: %s %s: reply over %zu bytes", method, path, resp->max);
+        return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "registry: %s %s: %s", method,
+                          m->base, curl_easy_strerror(cc));
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     if (*status >= 500)
-        return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "registry: %s %s: HTTP %ld", method, path, *status);
+        return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "registry: %s %s: HTTP %ld",
+                          method, path, *status);
     return 0;
 }
 
@@ -170,7 +173,8 @@ static int api(struct mlflow *m, const char *method, const char *path, json_t *r
         json_decref(req);
         if (!body) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     }
-    rc = http(m, method, path, body, body ? strlen(body) : 0, "application/json", &b, &status, errstr, errstr_size);
+    rc = http(m, method, path, body, body ? strlen(body) : 0, "application/json", &b, &status,
+              errstr, errstr_size);
     free(body);
     if (rc != 0) goto out;
     doc = b.len ? json_loadb((const char *)b.data, b.len, 0, NULL) : json_object();
@@ -181,14 +185,16 @@ static int api(struct mlflow *m, const char *method, const char *path, json_t *r
         snprintf(code, sizeof(code), "%s", ec ? ec : "");
         if (code_out) *code_out = code;
         rc = sn_err_set(errstr, errstr_size,
-                        status == 404 || (ec && strcmp(ec, "RESOURCE_DOES_NOT_EXIST") == 0) ? SN_ERR_NOENT
-                                                                                              : SN_ERR_INVALID,
-                        "registry: MLflow %s %s: HTTP %ld %s: %s", method, path, status, ec ? ec : "",
-                        msg ? msg : (b.data ? (const char *)b.data : ""));
+                        status == 404 || (ec && strcmp(ec, "RESOURCE_DOES_NOT_EXIST") == 0)
+                            ? SN_ERR_NOENT
+                            : SN_ERR_INVALID,
+                        "registry: MLflow %s %s: HTTP %ld %s: %s", method, path, status,
+                        ec ? ec : "", msg ? msg : (b.data ? (const char *)b.data : ""));
         goto out;
     }
     if (!doc) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: MLflow %s %s: reply is not JSON", method, path);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "registry: MLflow %s %s: reply is not JSON", method, path);
         goto out;
     }
     if (resp) {
@@ -218,43 +224,53 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int experiment_id(struct mlflow *m, char *id, size_t size, char *errstr, size_t errstr_size) {
+static int experiment_id(struct mlflow *m, char *id, size_t size, char *errstr,
+                         size_t errstr_size) {
     char path[512], e[300];
     json_t *r = NULL;
     const char *code;
     int rc;
 
-    if (q(m, m->experiment, e, sizeof(e)) != 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad experiment");
+    if (q(m, m->experiment, e, sizeof(e)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad experiment");
     for (int attempt = 0; attempt < 2; attempt++) {
-        snprintf(path, sizeof(path), "/api/2.0/mlflow/experiments/get-by-name?experiment_name=%s", e);
+        snprintf(path, sizeof(path), "/api/2.0/mlflow/experiments/get-by-name?experiment_name=%s",
+                 e);
         rc = api(m, "GET", path, NULL, &r, NULL, errstr, errstr_size);
         if (rc == 0) {
-            const char *v = json_string_value(json_object_get(json_object_get(r, "experiment"), "experiment_id"));
+            const char *v = json_string_value(
+                json_object_get(json_object_get(r, "experiment"), "experiment_id"));
 
-            rc = v ? 0 : sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: experiment without an id");
+            rc = v ? 0
+                   : sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                                "registry: experiment without an id");
             if (v) snprintf(id, size, "%s", v);
             json_decref(r);
             return rc;
         }
         if (rc != SN_ERR_NOENT) return rc;
-        rc = api(m, "POST", "/api/2.0/mlflow/experiments/create", json_pack("{s:s}", "name", m->experiment), &r,
-                 &code, errstr, errstr_size);
+        rc = api(m, "POST", "/api/2.0/mlflow/experiments/create",
+                 json_pack("{s:s}", "name", m->experiment), &r, &code, errstr, errstr_size);
         if (rc == 0) {
             const char *v = json_string_value(json_object_get(r, "experiment_id"));
 
-            rc = v ? 0 : sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: experiment without an id");
+            rc = v ? 0
+                   : sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                                "registry: experiment without an id");
             if (v) snprintf(id, size, "%s", v);
             json_decref(r);
             return rc;
         }
-        if (strcmp(code, "RESOURCE_ALREADY_EXISTS") != 0) return rc; /* else: lost a race, read it */
+        if (strcmp(code, "RESOURCE_ALREADY_EXISTS") != 0)
+            return rc; /* else: lost a race, read it */
     }
     return rc;
 }
 
 /* PUTs or GETs one artifact through the tracking server's proxy. uri is an
  * artifact folder "mlflow-artifacts:/<path>". */
-static int artifact_path(const char *uri, const char *file, char *out, size_t size, char *errstr, size_t errstr_size) {
+static int artifact_path(const char *uri, const char *file, char *out, size_t size, char *errstr,
+                         size_t errstr_size) {
     const char *p;
 
     if (strncmp(uri, ARTIFACTS_PREFIX, strlen(ARTIFACTS_PREFIX)) != 0)
@@ -274,24 +290,25 @@ static int artifact_path(const char *uri, const char *file, char *out, size_t si
     return 0;
 }
 
-static int put_artifact(struct mlflow *m, const char *uri, const char *file, const void *data, size_t len,
-                        char *errstr, size_t errstr_size) {
+static int put_artifact(struct mlflow *m, const char *uri, const char *file, const void *data,
+                        size_t len, char *errstr, size_t errstr_size) {
     char path[1024];
     struct buf b = {.max = JSON_MAX_BYTES};
     long status = 0;
     int rc;
 
     if ((rc = artifact_path(uri, file, path, sizeof(path), errstr, errstr_size)) != 0) return rc;
-    rc = http(m, "PUT", path, data, len, "application/octet-stream", &b, &status, errstr, errstr_size);
+    rc = http(m, "PUT", path, data, len, "application/octet-stream", &b, &status, errstr,
+              errstr_size);
     if (rc == 0 && status != 200)
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: upload %s: HTTP %ld %s", file, status,
-                        b.data ? (const char *)b.data : "");
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: upload %s: HTTP %ld %s",
+                        file, status, b.data ? (const char *)b.data : "");
     free(b.data);
     return rc;
 }
 
-static int get_artifact(struct mlflow *m, const char *uri, const char *file, uint8_t **out, size_t *out_len,
-                        char *errstr, size_t errstr_size) {
+static int get_artifact(struct mlflow *m, const char *uri, const char *file, uint8_t **out,
+                        size_t *out_len, char *errstr, size_t errstr_size) {
     char path[1024];
     struct buf b = {.max = ARTIFACT_MAX_BYTES};
     long status = 0;
@@ -307,7 +324,8 @@ static int get_artifact(struct mlflow *m, const char *uri, const char *file, uin
         free(b.data);
         return rc;
     }
-    if (!b.data && !(b.data = calloc(1, 1))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (!b.data && !(b.data = calloc(1, 1)))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     *out = b.data;
     if (out_len) *out_len = b.len;
     return 0;
@@ -317,7 +335,8 @@ static int get_artifact(struct mlflow *m, const char *uri, const char *file, uin
  * threshold, the hashes that tie it to its data and model. Best effort in
  * content (a card without a metric just logs fewer), strict in transport. */
 static json_t *run_metrics(const char *card_text, size_t card_len, int64_t ts) {
-    static const char *const names[] = {"pr_auc", "roc_auc", "best_f1", "precision", "recall", "f1", "alerts_per_1000"};
+    static const char *const names[] = {"pr_auc", "roc_auc", "best_f1",        "precision",
+                                        "recall", "f1",      "alerts_per_1000"};
     char err[128];
     sn_card_t *card = sn_card_parse(card_text, card_len, err, sizeof(err));
     json_t *metrics = json_array(), *params = json_array(), *batch;
@@ -332,8 +351,9 @@ static json_t *run_metrics(const char *card_text, size_t card_len, int64_t ts) {
             json_array_append_new(metrics, json_pack("{s:s, s:f, s:I, s:i}", "key", key, "value", v,
                                                      "timestamp", (json_int_t)ts, "step", 0));
         }
-        json_array_append_new(metrics, json_pack("{s:s, s:f, s:I, s:i}", "key", "threshold", "value",
-                                                 sn_card_threshold(card), "timestamp", (json_int_t)ts, "step", 0));
+        json_array_append_new(metrics, json_pack("{s:s, s:f, s:I, s:i}", "key", "threshold",
+                                                 "value", sn_card_threshold(card), "timestamp",
+                                                 (json_int_t)ts, "step", 0));
         json_array_append_new(params, json_pack("{s:s, s:s}", "key", "data_sha256", "value",
                                                 sn_card_get_str(card, "data.sha256")));
         json_array_append_new(params, json_pack("{s:s, s:s}", "key", "model_sha256", "value",
@@ -346,8 +366,8 @@ static json_t *run_metrics(const char *card_text, size_t card_len, int64_t ts) {
     return batch;
 }
 
-static int mlflow_register(void *impl, const void *model, size_t model_len, const char *card, size_t card_len,
-                           char *version, char *errstr, size_t errstr_size) {
+static int mlflow_register(void *impl, const void *model, size_t model_len, const char *card,
+                           size_t card_len, char *version, char *errstr, size_t errstr_size) {
     struct mlflow *m = impl;
     char exp[64], run_id[128], uri[1024], src[1100];
     json_t *r = NULL, *batch;
@@ -357,42 +377,51 @@ static int mlflow_register(void *impl, const void *model, size_t model_len, cons
 
     if ((rc = experiment_id(m, exp, sizeof(exp), errstr, errstr_size)) != 0) return rc;
     rc = api(m, "POST", "/api/2.0/mlflow/runs/create",
-             json_pack("{s:s, s:I, s:s, s:[{s:s, s:s}]}", "experiment_id", exp, "start_time", (json_int_t)t0,
-                       "run_name", m->name, "tags", "key", "sentinel.model", "value", m->name),
+             json_pack("{s:s, s:I, s:s, s:[{s:s, s:s}]}", "experiment_id", exp, "start_time",
+                       (json_int_t)t0, "run_name", m->name, "tags", "key", "sentinel.model",
+                       "value", m->name),
              &r, NULL, errstr, errstr_size);
     if (rc != 0) return rc;
-    v = json_string_value(json_object_get(json_object_get(json_object_get(r, "run"), "info"), "run_id"));
-    code = json_string_value(json_object_get(json_object_get(json_object_get(r, "run"), "info"), "artifact_uri"));
+    v = json_string_value(
+        json_object_get(json_object_get(json_object_get(r, "run"), "info"), "run_id"));
+    code = json_string_value(
+        json_object_get(json_object_get(json_object_get(r, "run"), "info"), "artifact_uri"));
     if (!v || !code || strlen(v) >= sizeof(run_id) || strlen(code) + 7 >= sizeof(uri)) {
         json_decref(r);
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: MLflow run without id or artifact_uri");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "registry: MLflow run without id or artifact_uri");
     }
     snprintf(run_id, sizeof(run_id), "%s", v);
     snprintf(uri, sizeof(uri), "%s/model", code);
     json_decref(r);
-    if ((rc = put_artifact(m, uri, "model.ubj", model, model_len, errstr, errstr_size)) != 0) goto fail_run;
-    if ((rc = put_artifact(m, uri, "card.json", card, card_len, errstr, errstr_size)) != 0) goto fail_run;
+    if ((rc = put_artifact(m, uri, "model.ubj", model, model_len, errstr, errstr_size)) != 0)
+        goto fail_run;
+    if ((rc = put_artifact(m, uri, "card.json", card, card_len, errstr, errstr_size)) != 0)
+        goto fail_run;
     if ((batch = run_metrics(card, card_len, t0))) {
         json_object_set_new(batch, "run_id", json_string(run_id));
-        if ((rc = api(m, "POST", "/api/2.0/mlflow/runs/log-batch", batch, NULL, NULL, errstr, errstr_size)) != 0)
+        if ((rc = api(m, "POST", "/api/2.0/mlflow/runs/log-batch", batch, NULL, NULL, errstr,
+                      errstr_size)) != 0)
             goto fail_run;
     }
     if ((rc = api(m, "POST", "/api/2.0/mlflow/runs/update",
-                  json_pack("{s:s, s:s, s:I}", "run_id", run_id, "status", "FINISHED", "end_time", (json_int_t)now_ms()),
+                  json_pack("{s:s, s:s, s:I}", "run_id", run_id, "status", "FINISHED", "end_time",
+                            (json_int_t)now_ms()),
                   NULL, NULL, errstr, errstr_size)) != 0)
         return rc;
-    rc = api(m, "POST", "/api/2.0/mlflow/registered-models/create", json_pack("{s:s}", "name", m->name), NULL,
-             &code, errstr, errstr_size);
+    rc = api(m, "POST", "/api/2.0/mlflow/registered-models/create",
+             json_pack("{s:s}", "name", m->name), NULL, &code, errstr, errstr_size);
     if (rc != 0 && strcmp(code, "RESOURCE_ALREADY_EXISTS") != 0) return rc;
     snprintf(src, sizeof(src), "%s", uri);
     rc = api(m, "POST", "/api/2.0/mlflow/model-versions/create",
-             json_pack("{s:s, s:s, s:s}", "name", m->name, "source", src, "run_id", run_id), &r, NULL, errstr,
-             errstr_size);
+             json_pack("{s:s, s:s, s:s}", "name", m->name, "source", src, "run_id", run_id), &r,
+             NULL, errstr, errstr_size);
     if (rc != 0) return rc;
     v = json_string_value(json_object_get(json_object_get(r, "model_version"), "version"));
     if (!v || strlen(v) >= SN_REGISTRY_VERSION_MAX) {
         json_decref(r);
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: MLflow model version without a number");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "registry: MLflow model version without a number");
     }
     snprintf(version, SN_REGISTRY_VERSION_MAX, "%s", v);
     json_decref(r);
@@ -403,7 +432,8 @@ fail_run:
         char err2[64];
 
         api(m, "POST", "/api/2.0/mlflow/runs/update",
-            json_pack("{s:s, s:s, s:I}", "run_id", run_id, "status", "FAILED", "end_time", (json_int_t)now_ms()),
+            json_pack("{s:s, s:s, s:I}", "run_id", run_id, "status", "FAILED", "end_time",
+                      (json_int_t)now_ms()),
             NULL, NULL, err2, sizeof(err2));
     }
     return rc;
@@ -411,34 +441,43 @@ fail_run:
 
 /* Where a version's files are: MLflow resolves the source (a runs:/ URI or
  * an artifact location) into a download URI. */
-static int version_uri(struct mlflow *m, const char *version, char *uri, size_t size, char *errstr, size_t errstr_size) {
+static int version_uri(struct mlflow *m, const char *version, char *uri, size_t size, char *errstr,
+                       size_t errstr_size) {
     char path[512], n[200];
     json_t *r = NULL;
     const char *u;
     int rc;
 
-    if (q(m, m->name, n, sizeof(n)) != 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
-    snprintf(path, sizeof(path), "/api/2.0/mlflow/model-versions/get-download-uri?name=%s&version=%s", n, version);
+    if (q(m, m->name, n, sizeof(n)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
+    snprintf(path, sizeof(path),
+             "/api/2.0/mlflow/model-versions/get-download-uri?name=%s&version=%s", n, version);
     if ((rc = api(m, "GET", path, NULL, &r, NULL, errstr, errstr_size)) != 0) {
-        if (rc == SN_ERR_NOENT) sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no version %s of %s", version, m->name);
+        if (rc == SN_ERR_NOENT)
+            sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: no version %s of %s", version,
+                       m->name);
         return rc;
     }
     u = json_string_value(json_object_get(r, "artifact_uri"));
     if (!u || (size_t)snprintf(uri, size, "%s", u) >= size)
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: no artifact_uri for version %s", version);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "registry: no artifact_uri for version %s", version);
     json_decref(r);
     return rc;
 }
 
-static int mlflow_fetch(void *impl, const char *version, uint8_t **model, size_t *model_len, char **card,
-                        size_t *card_len, char *errstr, size_t errstr_size) {
+static int mlflow_fetch(void *impl, const char *version, uint8_t **model, size_t *model_len,
+                        char **card, size_t *card_len, char *errstr, size_t errstr_size) {
     struct mlflow *m = impl;
     char uri[1024];
     int rc;
 
     if ((rc = version_uri(m, version, uri, sizeof(uri), errstr, errstr_size)) != 0) return rc;
-    if (model && (rc = get_artifact(m, uri, "model.ubj", model, model_len, errstr, errstr_size)) != 0) return rc;
-    if (card && (rc = get_artifact(m, uri, "card.json", (uint8_t **)card, card_len, errstr, errstr_size)) != 0) {
+    if (model &&
+        (rc = get_artifact(m, uri, "model.ubj", model, model_len, errstr, errstr_size)) != 0)
+        return rc;
+    if (card && (rc = get_artifact(m, uri, "card.json", (uint8_t **)card, card_len, errstr,
+                                   errstr_size)) != 0) {
         if (model) {
             free(*model);
             *model = NULL;
@@ -448,24 +487,32 @@ static int mlflow_fetch(void *impl, const char *version, uint8_t **model, size_t
     return 0;
 }
 
-static int mlflow_get_alias(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size) {
+static int mlflow_get_alias(void *impl, const char *alias, char *version, char *errstr,
+                            size_t errstr_size) {
     struct mlflow *m = impl;
     char path[512], n[200];
     json_t *r = NULL;
     const char *v, *code;
     int rc;
 
-    if (q(m, m->name, n, sizeof(n)) != 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
-    snprintf(path, sizeof(path), "/api/2.0/mlflow/registered-models/alias?name=%s&alias=%s", n, alias);
+    if (q(m, m->name, n, sizeof(n)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
+    snprintf(path, sizeof(path), "/api/2.0/mlflow/registered-models/alias?name=%s&alias=%s", n,
+             alias);
     rc = api(m, "GET", path, NULL, &r, &code, errstr, errstr_size);
     /* an unknown alias or model is 404 RESOURCE_DOES_NOT_EXIST, or
      * INVALID_PARAMETER_VALUE on some server versions */
-    if (rc == SN_ERR_NOENT || (rc == SN_ERR_INVALID && strcmp(code, "INVALID_PARAMETER_VALUE") == 0))
-        return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s of %s is not set", alias, m->name);
+    if (rc == SN_ERR_NOENT ||
+        (rc == SN_ERR_INVALID && strcmp(code, "INVALID_PARAMETER_VALUE") == 0))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s of %s is not set",
+                          alias, m->name);
     if (rc != 0) return rc;
     v = json_string_value(json_object_get(json_object_get(r, "model_version"), "version"));
-    if (!v) rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: alias reply without a version");
-    else snprintf(version, SN_REGISTRY_VERSION_MAX, "%s", v);
+    if (!v)
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "registry: alias reply without a version");
+    else
+        snprintf(version, SN_REGISTRY_VERSION_MAX, "%s", v);
     json_decref(r);
     return rc;
 }
@@ -474,7 +521,8 @@ static int mlflow_get_alias(void *impl, const char *alias, char *version, char *
 static int get_model(struct mlflow *m, json_t **out, char *errstr, size_t errstr_size) {
     char path[512], n[200];
 
-    if (q(m, m->name, n, sizeof(n)) != 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
+    if (q(m, m->name, n, sizeof(n)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
     snprintf(path, sizeof(path), "/api/2.0/mlflow/registered-models/get?name=%s", n);
     return api(m, "GET", path, NULL, out, NULL, errstr, errstr_size);
 }
@@ -483,7 +531,8 @@ static void history_key(const char *alias, char *key, size_t size) {
     snprintf(key, size, "sentinel.alias_history.%s", alias);
 }
 
-static int read_history(struct mlflow *m, const char *alias, char *hist, char *errstr, size_t errstr_size) {
+static int read_history(struct mlflow *m, const char *alias, char *hist, char *errstr,
+                        size_t errstr_size) {
     json_t *r = NULL, *tags, *t;
     char key[128];
     size_t i;
@@ -503,22 +552,25 @@ static int read_history(struct mlflow *m, const char *alias, char *hist, char *e
     return 0;
 }
 
-static int write_history(struct mlflow *m, const char *alias, const char *hist, char *errstr, size_t errstr_size) {
+static int write_history(struct mlflow *m, const char *alias, const char *hist, char *errstr,
+                         size_t errstr_size) {
     char key[128];
 
     history_key(alias, key, sizeof(key));
     return api(m, "POST", "/api/2.0/mlflow/registered-models/set-tag",
-               json_pack("{s:s, s:s, s:s}", "name", m->name, "key", key, "value", hist), NULL, NULL, errstr,
-               errstr_size);
-}
-
-static int put_alias(struct mlflow *m, const char *alias, const char *version, char *errstr, size_t errstr_size) {
-    return api(m, "POST", "/api/2.0/mlflow/registered-models/alias",
-               json_pack("{s:s, s:s, s:s}", "name", m->name, "alias", alias, "version", version), NULL, NULL,
+               json_pack("{s:s, s:s, s:s}", "name", m->name, "key", key, "value", hist), NULL, NULL,
                errstr, errstr_size);
 }
 
-static int mlflow_set_alias(void *impl, const char *alias, const char *version, char *errstr, size_t errstr_size) {
+static int put_alias(struct mlflow *m, const char *alias, const char *version, char *errstr,
+                     size_t errstr_size) {
+    return api(m, "POST", "/api/2.0/mlflow/registered-models/alias",
+               json_pack("{s:s, s:s, s:s}", "name", m->name, "alias", alias, "version", version),
+               NULL, NULL, errstr, errstr_size);
+}
+
+static int mlflow_set_alias(void *impl, const char *alias, const char *version, char *errstr,
+                            size_t errstr_size) {
     struct mlflow *m = impl;
     char cur[SN_REGISTRY_VERSION_MAX] = "", uri[1024], *hist = NULL;
     int rc;
@@ -526,10 +578,13 @@ static int mlflow_set_alias(void *impl, const char *alias, const char *version, 
     /* the version must exist: MLflow would also refuse, less clearly */
     if ((rc = version_uri(m, version, uri, sizeof(uri), errstr, errstr_size)) != 0) return rc;
     rc = mlflow_get_alias(m, alias, cur, errstr, errstr_size);
-    if (rc == SN_ERR_NOENT) cur[0] = '\0';
-    else if (rc != 0) return rc;
+    if (rc == SN_ERR_NOENT)
+        cur[0] = '\0';
+    else if (rc != 0)
+        return rc;
     if (strcmp(cur, version) == 0) return 0;
-    if (!(hist = malloc(HIST_BYTES))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (!(hist = malloc(HIST_BYTES)))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     if ((rc = read_history(m, alias, hist, errstr, errstr_size)) != 0) goto out;
     if (cur[0]) {
         if ((rc = sn_registry_history_push(hist, HIST_BYTES, ',', cur)) != 0) goto out;
@@ -541,7 +596,8 @@ out:
     return rc;
 }
 
-static int mlflow_rollback(void *impl, const char *alias, char *version, char *errstr, size_t errstr_size) {
+static int mlflow_rollback(void *impl, const char *alias, char *version, char *errstr,
+                           size_t errstr_size) {
     struct mlflow *m = impl;
     char *hist = malloc(HIST_BYTES);
     int rc;
@@ -549,7 +605,8 @@ static int mlflow_rollback(void *impl, const char *alias, char *version, char *e
     if (!hist) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     if ((rc = read_history(m, alias, hist, errstr, errstr_size)) != 0) goto out;
     if (sn_registry_history_pop(hist, ',', version) != 0) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOENT, "registry: alias %s has no earlier version", alias);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOENT,
+                        "registry: alias %s has no earlier version", alias);
         goto out;
     }
     if ((rc = put_alias(m, alias, version, errstr, errstr_size)) != 0) goto out;
@@ -559,8 +616,8 @@ out:
     return rc;
 }
 
-static int mlflow_history(void *impl, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX], size_t max,
-                          size_t *n, char *errstr, size_t errstr_size) {
+static int mlflow_history(void *impl, const char *alias, char (*out)[SN_REGISTRY_VERSION_MAX],
+                          size_t max, size_t *n, char *errstr, size_t errstr_size) {
     char *hist = malloc(HIST_BYTES);
     int rc;
 
@@ -573,7 +630,8 @@ static int mlflow_history(void *impl, const char *alias, char (*out)[SN_REGISTRY
 
 /* Versions come from model-versions/search (paged), aliases from the
  * registered model, which lists them all in one reply. */
-static int mlflow_list(void *impl, sn_registry_entry_t **out, size_t *n, char *errstr, size_t errstr_size) {
+static int mlflow_list(void *impl, sn_registry_entry_t **out, size_t *n, char *errstr,
+                       size_t errstr_size) {
     struct mlflow *m = impl;
     char path[1024], filter[256], f[600], token[512] = "", tq[600];
     json_t *r = NULL, *mv, *aliases, *a;
@@ -583,13 +641,15 @@ static int mlflow_list(void *impl, sn_registry_entry_t **out, size_t *n, char *e
     *out = NULL;
     *n = 0;
     snprintf(filter, sizeof(filter), "name='%s'", m->name);
-    if (q(m, filter, f, sizeof(f)) != 0) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
+    if (q(m, filter, f, sizeof(f)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "registry: bad name");
     for (int page = 0; page < 1000; page++) {
         const char *next;
 
         tq[0] = '\0';
         if (token[0] && q(m, token, tq, sizeof(tq)) != 0) break;
-        snprintf(path, sizeof(path), "/api/2.0/mlflow/model-versions/search?filter=%s&max_results=200%s%s", f,
+        snprintf(path, sizeof(path),
+                 "/api/2.0/mlflow/model-versions/search?filter=%s&max_results=200%s%s", f,
                  tq[0] ? "&page_token=" : "", tq);
         if ((rc = api(m, "GET", path, NULL, &r, NULL, errstr, errstr_size)) != 0) goto fail;
         json_array_foreach(json_object_get(r, "model_versions"), i, mv) {

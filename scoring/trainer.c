@@ -157,11 +157,15 @@ static const char ai4i_spec[] =
     "  \"inputs\": [\"air_temperature_k\", \"process_temperature_k\", \"rotational_speed_rpm\",\n"
     "             \"torque_nm\", \"tool_wear_min\", \"product_type\"],\n"
     "  \"derived\": [\n"
-    "    {\"name\": \"temp_diff_k\", \"op\": \"difference\", \"a\": \"process_temperature_k\", \"b\": \"air_temperature_k\"},\n"
-    "    {\"name\": \"power_w\", \"op\": \"product\", \"a\": \"torque_nm\", \"b\": \"rotational_speed_rpm\", \"scale\": 0.10471975511965977},\n"
-    "    {\"name\": \"strain\", \"op\": \"product\", \"a\": \"tool_wear_min\", \"b\": \"torque_nm\"}\n"
+    "    {\"name\": \"temp_diff_k\", \"op\": \"difference\", \"a\": \"process_temperature_k\", "
+    "\"b\": \"air_temperature_k\"},\n"
+    "    {\"name\": \"power_w\", \"op\": \"product\", \"a\": \"torque_nm\", \"b\": "
+    "\"rotational_speed_rpm\", \"scale\": 0.10471975511965977},\n"
+    "    {\"name\": \"strain\", \"op\": \"product\", \"a\": \"tool_wear_min\", \"b\": "
+    "\"torque_nm\"}\n"
     "  ],\n"
-    "  \"current\": [\"air_temperature_k\", \"process_temperature_k\", \"rotational_speed_rpm\", \"torque_nm\",\n"
+    "  \"current\": [\"air_temperature_k\", \"process_temperature_k\", \"rotational_speed_rpm\", "
+    "\"torque_nm\",\n"
     "              \"tool_wear_min\", \"product_type\", \"temp_diff_k\", \"power_w\", \"strain\"]\n"
     "}\n";
 
@@ -190,7 +194,8 @@ void sn_trainer_opts_from_conf(const sn_conf_t *conf, sn_trainer_opts_t *o) {
                                                   : SN_CLASS_WEIGHT_SQRT;
     o->valid_fraction = sn_conf_double(conf, "train.valid.fraction");
     o->holdout_fraction = sn_conf_double(conf, "train.holdout.fraction");
-    o->policy = (enum sn_threshold_policy)sn_eval_policy_parse(sn_conf_str(conf, "train.threshold.policy"));
+    o->policy =
+        (enum sn_threshold_policy)sn_eval_policy_parse(sn_conf_str(conf, "train.threshold.policy"));
     o->target_precision = sn_conf_double(conf, "train.target.precision");
     o->profile_bins = (int)sn_conf_int(conf, "train.profile.bins");
     o->profile_sample = (size_t)sn_conf_int(conf, "train.profile.sample");
@@ -212,7 +217,8 @@ static int sha256_file(const char *path, char hex[65], char *errstr, size_t errs
     int rc = 0;
 
     if (!ctx || !fp) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        rc =
+            sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
         goto out;
     }
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
@@ -242,12 +248,14 @@ static int parse_label(const sn_event_t *ev, const char *tag, uint8_t *out) {
     return -1;
 }
 
-static int add_row(sn_trainer_t *t, const sn_event_t *ev, uint8_t label, char *errstr, size_t errstr_size) {
+static int add_row(sn_trainer_t *t, const sn_event_t *ev, uint8_t label, char *errstr,
+                   size_t errstr_size) {
     int64_t mi;
 
     if (t->nrows >= t->opts.max_events)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                          "more than %" PRIu64 " events (train.max.events): refusing to cut the data silently",
+                          "more than %" PRIu64
+                          " events (train.max.events): refusing to cut the data silently",
                           t->opts.max_events);
     if (t->nrows == t->caprows) {
         size_t cap = t->caprows ? t->caprows * 2 : 4096;
@@ -261,7 +269,8 @@ static int add_row(sn_trainer_t *t, const sn_event_t *ev, uint8_t label, char *e
         t->values = v;
         t->caprows = cap;
     }
-    if ((mi = machine_intern(&t->m, ev->machine_id)) < 0) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if ((mi = machine_intern(&t->m, ev->machine_id)) < 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     t->rows[t->nrows] = (struct row){ev->ts_ms, (uint32_t)mi, (uint32_t)t->nrows, label};
     memcpy(t->values + t->nrows * t->nfields, ev->values, t->nfields * sizeof(double));
     t->nrows++;
@@ -283,13 +292,14 @@ static int read_events(sn_trainer_t *t, char *errstr, size_t errstr_size) {
         uint8_t label = 0;
 
         if (r < 0) {
-            if (++t->res.bad_rows <= BAD_ROWS_LOGGED) sn_log_warn("train", "skipping a bad row: %s", why);
+            if (++t->res.bad_rows <= BAD_ROWS_LOGGED)
+                sn_log_warn("train", "skipping a bad row: %s", why);
             continue;
         }
         if (!t->opts.failures_path && parse_label(ev, t->opts.label_tag, &label) != 0) {
             if (++t->res.bad_rows <= BAD_ROWS_LOGGED)
-                sn_log_warn("train", "skipping an event of %s at %" PRId64 ": no 0/1 tag \"%s\"", ev->machine_id,
-                            ev->ts_ms, t->opts.label_tag);
+                sn_log_warn("train", "skipping an event of %s at %" PRId64 ": no 0/1 tag \"%s\"",
+                            ev->machine_id, ev->ts_ms, t->opts.label_tag);
             continue;
         }
         if ((rc = add_row(t, ev, label, errstr, errstr_size)) != 0) goto out;
@@ -318,7 +328,9 @@ static int read_failures(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     struct machines *m = &t->m;
     int rc = 0;
 
-    if (!fp) return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot open %s: %s", t->opts.failures_path, strerror(errno));
+    if (!fp)
+        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot open %s: %s",
+                          t->opts.failures_path, strerror(errno));
     m->fail = calloc(m->n ? m->n : 1, sizeof(*m->fail));
     m->nfail = calloc(m->n ? m->n : 1, sizeof(*m->nfail));
     m->capfail = calloc(m->n ? m->n : 1, sizeof(*m->capfail));
@@ -357,14 +369,16 @@ static int read_failures(sn_trainer_t *t, char *errstr, size_t errstr_size) {
         m->fail[mi][m->nfail[mi]++] = ts;
         used++;
         continue;
-bad:
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s:%" PRIu64 ": expected machine_id,ts_ms[,mode]",
-                        t->opts.failures_path, lineno);
+    bad:
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "%s:%" PRIu64 ": expected machine_id,ts_ms[,mode]", t->opts.failures_path,
+                        lineno);
         goto out;
     }
     for (uint32_t i = 0; i < m->n; i++)
         if (m->nfail[i] > 1) qsort(m->fail[i], m->nfail[i], sizeof(int64_t), cmp_i64);
-    sn_log_info("train", "%" PRIu64 " failures of known machines in %s", used, t->opts.failures_path);
+    sn_log_info("train", "%" PRIu64 " failures of known machines in %s", used,
+                t->opts.failures_path);
 out:
     fclose(fp);
     return rc;
@@ -381,8 +395,10 @@ static void label_from_failures(sn_trainer_t *t) {
         while (lo < hi) { /* first failure at or after ts */
             uint32_t mid = lo + (hi - lo) / 2;
 
-            if (f[mid] < r->ts) lo = mid + 1;
-            else hi = mid;
+            if (f[mid] < r->ts)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
         r->label = lo < t->m.nfail[r->machine] && f[lo] - r->ts <= t->opts.horizon_ms;
     }
@@ -397,17 +413,23 @@ static int cmp_row(const void *a, const void *b) {
 
 static int check_opts(const sn_trainer_opts_t *o, char *errstr, size_t errstr_size) {
     if (!o->schema || !o->source.path || !*o->source.path || strcmp(o->source.path, "-") == 0)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "training needs an input file (it is hashed into the card)");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "training needs an input file (it is hashed into the card)");
     if (o->source.kind != SN_SOURCE_CSV && o->source.kind != SN_SOURCE_JSONL)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "training reads CSV or JSON lines");
     if (!o->failures_path && (!o->label_tag || !*o->label_tag))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "no labels: give a label tag or a failures file");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "no labels: give a label tag or a failures file");
     if (o->failures_path && o->horizon_ms < 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "the label horizon must be >= 0");
-    if (!(o->valid_fraction > 0 && o->holdout_fraction > 0 && o->valid_fraction + o->holdout_fraction < 0.9))
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "validation and holdout fractions must be > 0 and leave rows to train on");
+    if (!(o->valid_fraction > 0 && o->holdout_fraction > 0 &&
+          o->valid_fraction + o->holdout_fraction < 0.9))
+        return sn_err_set(
+            errstr, errstr_size, SN_ERR_INVALID,
+            "validation and holdout fractions must be > 0 and leave rows to train on");
     if (o->profile_bins < 2 || o->max_events == 0 || o->params.nthread < 1)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "bad profile bins, event bound or thread count");
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "bad profile bins, event bound or thread count");
     if (o->policy != SN_THRESHOLD_MAX_F1 && o->policy != SN_THRESHOLD_PRECISION)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "unknown threshold policy");
     return 0;
@@ -421,7 +443,8 @@ sn_trainer_t *sn_trainer_new(const sn_trainer_opts_t *opts, char *errstr, size_t
 
     if (check_opts(opts, errstr, errstr_size) != 0) return NULL;
     if (stat(opts->source.path, &st) != 0 || !S_ISREG(st.st_mode)) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s is not a readable regular file", opts->source.path);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s is not a readable regular file",
+                   opts->source.path);
         return NULL;
     }
     if (!(t = calloc(1, sizeof(*t)))) {
@@ -431,14 +454,15 @@ sn_trainer_t *sn_trainer_new(const sn_trainer_opts_t *opts, char *errstr, size_t
     t->opts = *opts;
     t->nfields = opts->schema->nfields;
     if (t->nfields == 0 || t->nfields > SN_EVENT_FIELDS_MAX) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "the schema has %u numeric fields", t->nfields);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "the schema has %u numeric fields",
+                   t->nfields);
         goto fail;
     }
     if (sha256_file(opts->source.path, t->res.data_sha256, errstr, errstr_size) != 0) goto fail;
     if (read_events(t, errstr, errstr_size) != 0) goto fail;
     if (t->nrows < 100) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%zu usable events in %s: too few to train on", t->nrows,
-                   opts->source.path);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                   "%zu usable events in %s: too few to train on", t->nrows, opts->source.path);
         goto fail;
     }
     if (opts->failures_path) {
@@ -448,13 +472,16 @@ sn_trainer_t *sn_trainer_new(const sn_trainer_opts_t *opts, char *errstr, size_t
     qsort(t->rows, t->nrows, sizeof(*t->rows), cmp_row);
     for (size_t i = 0; i < t->nrows; i++) pos += t->rows[i].label;
     if (pos == 0) {
-        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "no positive labels among %zu events", t->nrows);
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "no positive labels among %zu events",
+                   t->nrows);
         goto fail;
     }
     t->res.events = t->nrows;
     t->res.machines = t->m.n;
     t->res.read_seconds = now_s() - t0;
-    sn_log_info("train", "read %zu events of %u machines (%" PRIu64 " positive, %" PRIu64 " bad rows) in %.2f s",
+    sn_log_info("train",
+                "read %zu events of %u machines (%" PRIu64 " positive, %" PRIu64
+                " bad rows) in %.2f s",
                 t->nrows, t->m.n, pos, t->res.bad_rows, t->res.read_seconds);
     return t;
 fail:
@@ -475,7 +502,8 @@ void sn_trainer_destroy(sn_trainer_t *t) {
 
 /* ---- features ---- */
 
-static int load_spec_text(const sn_trainer_opts_t *o, char **out, char *errstr, size_t errstr_size) {
+static int load_spec_text(const sn_trainer_opts_t *o, char **out, char *errstr,
+                          size_t errstr_size) {
     FILE *fp;
     long n;
 
@@ -486,10 +514,13 @@ static int load_spec_text(const sn_trainer_opts_t *o, char **out, char *errstr, 
         *out = strdup(sn_feature_spec_default_json());
     } else {
         if (!(fp = fopen(o->spec_path, "rb")))
-            return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot open %s: %s", o->spec_path, strerror(errno));
-        if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || n > SPEC_FILE_MAX || fseek(fp, 0, SEEK_SET) != 0) {
+            return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot open %s: %s", o->spec_path,
+                              strerror(errno));
+        if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || n > SPEC_FILE_MAX ||
+            fseek(fp, 0, SEEK_SET) != 0) {
             fclose(fp);
-            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s: unreadable or over %d bytes", o->spec_path, SPEC_FILE_MAX);
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "%s: unreadable or over %d bytes", o->spec_path, SPEC_FILE_MAX);
         }
         if ((*out = malloc((size_t)n + 1)) && fread(*out, 1, (size_t)n, fp) == (size_t)n) {
             (*out)[n] = '\0';
@@ -504,11 +535,12 @@ static int load_spec_text(const sn_trainer_opts_t *o, char **out, char *errstr, 
     return *out ? 0 : sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
 }
 
-static sn_feature_spec_t *spec_open(const sn_trainer_t *t, const char *text, char *errstr, size_t errstr_size) {
+static sn_feature_spec_t *spec_open(const sn_trainer_t *t, const char *text, char *errstr,
+                                    size_t errstr_size) {
     sn_feature_spec_t *spec = sn_feature_spec_parse(text, strlen(text), errstr, errstr_size);
 
-    if (spec && sn_feature_spec_bind(spec, t->opts.schema->field_index, t->opts.schema->opaque, errstr,
-                                     errstr_size) != 0) {
+    if (spec && sn_feature_spec_bind(spec, t->opts.schema->field_index, t->opts.schema->opaque,
+                                     errstr, errstr_size) != 0) {
         sn_feature_spec_destroy(spec);
         return NULL;
     }
@@ -519,8 +551,8 @@ static sn_feature_spec_t *spec_open(const sn_trainer_t *t, const char *text, cha
  * keeps the vectors of rows [from, nrows) in x (row-major, (nrows - from) *
  * nfeatures). Earlier rows are replayed too: their windows feed the later
  * vectors, exactly as the scorer's state would. */
-static int replay(const sn_trainer_t *t, const sn_feature_spec_t *spec, size_t from, float *x, char *errstr,
-                  size_t errstr_size) {
+static int replay(const sn_trainer_t *t, const sn_feature_spec_t *spec, size_t from, float *x,
+                  char *errstr, size_t errstr_size) {
     size_t nf = sn_feature_spec_nfeatures(spec);
     sn_features_t *f = sn_features_new(spec, t->m.n, errstr, errstr_size);
     sn_event_t *ev = calloc(1, sizeof(*ev));
@@ -541,8 +573,9 @@ static int replay(const sn_trainer_t *t, const sn_feature_spec_t *spec, size_t f
         ev->nvalues = t->nfields;
         memcpy(ev->values, t->values + (size_t)r->seq * t->nfields, t->nfields * sizeof(double));
         if ((bits = sn_features_apply(f, ev, 0, -1, out)) < 0) {
-            rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "features of %s at %" PRId64 ": %s", ev->machine_id,
-                            ev->ts_ms, sn_err_str(bits));
+            rc =
+                sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "features of %s at %" PRId64 ": %s",
+                           ev->machine_id, ev->ts_ms, sn_err_str(bits));
             goto out;
         }
     }
@@ -574,8 +607,8 @@ static void split_stats(const sn_trainer_t *t, const size_t *idx, size_t n, sn_t
 
 /* Copies the chosen rows of x (all rows, time order) into a contiguous
  * matrix and label vector for XGBoost. */
-static int gather(const sn_trainer_t *t, const float *x, size_t nf, const size_t *idx, size_t n, float **xo,
-                  uint8_t **yo) {
+static int gather(const sn_trainer_t *t, const float *x, size_t nf, const size_t *idx, size_t n,
+                  float **xo, uint8_t **yo) {
     *xo = malloc((n ? n : 1) * nf * sizeof(**xo));
     *yo = malloc(n ? n : 1);
     if (!*xo || !*yo) return SN_ERR_NOMEM;
@@ -588,14 +621,15 @@ static int gather(const sn_trainer_t *t, const float *x, size_t nf, const size_t
 
 /* ---- progress ---- */
 
-static void on_round(void *opaque, int round, int rounds, const char *metric, double tv, double vv, int best,
-                     double bestv) {
+static void on_round(void *opaque, int round, int rounds, const char *metric, double tv, double vv,
+                     int best, double bestv) {
     const sn_trainer_t *t = opaque;
 
     if (t->opts.progress)
-        fprintf(stderr, "\rtrain: round %4d/%d  train-%s %.5f  valid-%s %.5f  best %.5f @ %d   ", round + 1, rounds,
-                metric, tv, metric, vv, bestv, best + 1);
-    sn_log_debug("train", "round %d: train-%s %.6f valid-%s %.6f", round + 1, metric, tv, metric, vv);
+        fprintf(stderr, "\rtrain: round %4d/%d  train-%s %.5f  valid-%s %.5f  best %.5f @ %d   ",
+                round + 1, rounds, metric, tv, metric, vv, bestv, best + 1);
+    sn_log_debug("train", "round %d: train-%s %.6f valid-%s %.6f", round + 1, metric, tv, metric,
+                 vv);
 }
 
 /* ---- profile ---- */
@@ -609,8 +643,8 @@ static int cmp_float(const void *a, const void *b) {
 /* Quantile bins of every feature over the training rows, and one reservoir
  * sample of rows (Algorithm R, seeded) shared by all features, so the drift
  * job can run PSI on the bins and KS on the sample. */
-static json_t *build_profile(const sn_trainer_t *t, const sn_feature_spec_t *spec, const float *x, const size_t *idx,
-                             size_t n) {
+static json_t *build_profile(const sn_trainer_t *t, const sn_feature_spec_t *spec, const float *x,
+                             const size_t *idx, size_t n) {
     size_t nf = sn_feature_spec_nfeatures(spec), bins = (size_t)t->opts.profile_bins;
     size_t ns = t->opts.profile_sample < n ? t->opts.profile_sample : n;
     size_t *res = malloc((ns ? ns : 1) * sizeof(*res));
@@ -649,7 +683,10 @@ static json_t *build_profile(const sn_trainer_t *t, const sn_feature_spec_t *spe
         missing = n - m;
         qsort(vals, m, sizeof(float), cmp_float);
         for (size_t k = 0; k <= bins; k++)
-            json_array_append_new(edges, json_real(m ? (double)vals[(size_t)((double)k * (double)(m - 1) / (double)bins)] : 0.0));
+            json_array_append_new(
+                edges,
+                json_real(m ? (double)vals[(size_t)((double)k * (double)(m - 1) / (double)bins)]
+                            : 0.0));
         if (cnt && m) {
             sn_card_profile_t p = {.bins = bins};
             double *e = malloc((bins + 1) * sizeof(*e));
@@ -661,19 +698,21 @@ static json_t *build_profile(const sn_trainer_t *t, const sn_feature_spec_t *spe
                 free(e);
             }
         }
-        for (size_t k = 0; k < bins; k++) json_array_append_new(counts, json_integer(cnt ? (json_int_t)cnt[k] : 0));
+        for (size_t k = 0; k < bins; k++)
+            json_array_append_new(counts, json_integer(cnt ? (json_int_t)cnt[k] : 0));
         for (size_t s = 0; s < ns; s++) {
             float v = x[idx[res[s]] * nf + f];
 
             if (!isnan(v)) json_array_append_new(sample, json_real(v));
         }
         free(cnt);
-        json_array_append_new(features, json_pack("{s:s, s:o, s:o, s:I, s:o}", "name", sn_feature_spec_name(spec, f),
-                                                  "edges", edges, "counts", counts, "missing", (json_int_t)missing,
-                                                  "sample", sample));
+        json_array_append_new(features,
+                              json_pack("{s:s, s:o, s:o, s:I, s:o}", "name",
+                                        sn_feature_spec_name(spec, f), "edges", edges, "counts",
+                                        counts, "missing", (json_int_t)missing, "sample", sample));
     }
-    prof = json_pack("{s:i, s:I, s:I, s:o}", "bins", (int)bins, "sample_seed", (json_int_t)t->opts.params.seed,
-                     "rows", (json_int_t)n, "features", features);
+    prof = json_pack("{s:i, s:I, s:I, s:o}", "bins", (int)bins, "sample_seed",
+                     (json_int_t)t->opts.params.seed, "rows", (json_int_t)n, "features", features);
     features = NULL;
 out:
     json_decref(features);
@@ -687,18 +726,20 @@ out:
 static json_t *report_json(const sn_eval_report_t *r) {
     /* NaN has no JSON spelling: an undefined metric is null */
 #define NUM(v) (isnan(v) ? json_null() : json_real(v))
-    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "n", (json_int_t)r->n,
-                     "positives", (json_int_t)r->positives, "pr_auc", NUM(r->pr_auc), "roc_auc", NUM(r->roc_auc),
-                     "best_f1", NUM(r->best_f1), "best_f1_threshold", NUM(r->best_f1_threshold), "precision",
-                     NUM(r->at.precision), "recall", NUM(r->at.recall), "f1", NUM(r->at.f1), "alerts_per_1000",
-                     NUM(r->at.alerts_per_1000), "tp", (json_int_t)r->at.tp, "fp", (json_int_t)r->at.fp, "fn",
-                     (json_int_t)r->at.fn);
+    return json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "n",
+                     (json_int_t)r->n, "positives", (json_int_t)r->positives, "pr_auc",
+                     NUM(r->pr_auc), "roc_auc", NUM(r->roc_auc), "best_f1", NUM(r->best_f1),
+                     "best_f1_threshold", NUM(r->best_f1_threshold), "precision",
+                     NUM(r->at.precision), "recall", NUM(r->at.recall), "f1", NUM(r->at.f1),
+                     "alerts_per_1000", NUM(r->at.alerts_per_1000), "tp", (json_int_t)r->at.tp,
+                     "fp", (json_int_t)r->at.fp, "fn", (json_int_t)r->at.fn);
 #undef NUM
 }
 
 static json_t *split_json(const sn_trainer_split_t *s) {
-    return json_pack("{s:I, s:I, s:I, s:I}", "events", (json_int_t)s->events, "positives", (json_int_t)s->positives,
-                     "from_ms", (json_int_t)s->from_ms, "to_ms", (json_int_t)s->to_ms);
+    return json_pack("{s:I, s:I, s:I, s:I}", "events", (json_int_t)s->events, "positives",
+                     (json_int_t)s->positives, "from_ms", (json_int_t)s->from_ms, "to_ms",
+                     (json_int_t)s->to_ms);
 }
 
 static void utc_now(char *buf, size_t size) {
@@ -713,7 +754,8 @@ static int build_card(sn_trainer_t *t, const sn_feature_spec_t *spec, json_t *pr
                       size_t errstr_size) {
     const sn_trainer_result_t *r = &t->res;
     size_t nf = sn_feature_spec_nfeatures(spec);
-    char created[32], xgbv[32], fsha[65] = "", *canon = sn_feature_spec_to_json(spec), *params = NULL, *text = NULL;
+    char created[32], xgbv[32], fsha[65] = "", *canon = sn_feature_spec_to_json(spec),
+                                *params = NULL, *text = NULL;
     json_t *card = NULL, *names = json_array(), *spec_obj = NULL, *label, *params_obj = NULL;
     int rc = 0;
 
@@ -721,14 +763,17 @@ static int build_card(sn_trainer_t *t, const sn_feature_spec_t *spec, json_t *pr
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "card: cannot render the feature spec");
         goto out;
     }
-    for (size_t i = 0; i < nf; i++) json_array_append_new(names, json_string(sn_feature_spec_name(spec, i)));
-    if (t->opts.failures_path && sha256_file(t->opts.failures_path, fsha, errstr, errstr_size) != 0) {
+    for (size_t i = 0; i < nf; i++)
+        json_array_append_new(names, json_string(sn_feature_spec_name(spec, i)));
+    if (t->opts.failures_path &&
+        sha256_file(t->opts.failures_path, fsha, errstr, errstr_size) != 0) {
         rc = SN_ERR_IO;
         goto out;
     }
     label = t->opts.failures_path
-                ? json_pack("{s:s, s:I, s:s, s:s}", "kind", "failures", "horizon_ms", (json_int_t)t->opts.horizon_ms,
-                            "failures_sha256", fsha, "rule", "positive when the machine fails within [ts, ts + horizon_ms]")
+                ? json_pack("{s:s, s:I, s:s, s:s}", "kind", "failures", "horizon_ms",
+                            (json_int_t)t->opts.horizon_ms, "failures_sha256", fsha, "rule",
+                            "positive when the machine fails within [ts, ts + horizon_ms]")
                 : json_pack("{s:s, s:s}", "kind", "field", "field", t->opts.label_tag);
     params = sn_model_params_json(&t->opts.params, r->train_info.scale_pos_weight);
     params_obj = params ? json_loads(params, 0, NULL) : NULL;
@@ -743,25 +788,27 @@ static int build_card(sn_trainer_t *t, const sn_feature_spec_t *spec, json_t *pr
         " s:o,"
         " s:{s:o, s:s, s:i, s:i, s:f, s:f, s:f},"
         " s:{s:s, s:s, s:s, s:s}}",
-        "card_version", SN_CARD_VERSION, "created", created, "parent_version",
-        "model", "name", t->opts.model_name ? t->opts.model_name : "sentinel", "format", "ubj", "sha256",
+        "card_version", SN_CARD_VERSION, "created", created, "parent_version", "model", "name",
+        t->opts.model_name ? t->opts.model_name : "sentinel", "format", "ubj", "sha256",
         r->model_sha256, "bytes", (json_int_t)r->model_bytes, "nfeatures", (json_int_t)nf, "rounds",
-        r->train_info.best_round + 1,
-        "feature_spec", spec_obj, "feature_names", names, "label", label,
-        "threshold", "value", r->threshold, "policy", sn_eval_policy_str(t->opts.policy), "target_precision",
-        t->opts.policy == SN_THRESHOLD_PRECISION ? json_real(t->opts.target_precision) : json_null(),
-        "target_reached", r->threshold_reached, "chosen_on", "validation",
-        "metrics", "validation", report_json(&r->validation), "holdout", report_json(&r->test),
-        "data", "path", t->opts.source.path, "format", t->opts.source.kind == SN_SOURCE_CSV ? "csv" : "jsonl",
-        "sha256", r->data_sha256, "events", (json_int_t)r->events, "bad_rows", (json_int_t)r->bad_rows, "machines",
-        (json_int_t)r->machines, "embargoed", (json_int_t)r->embargoed, "split", "train", split_json(&r->train),
-        "valid", split_json(&r->valid), "holdout", split_json(&r->holdout),
-        "profile", profile,
-        "training", "params", params_obj ? params_obj : json_null(), "eval_metric", r->train_info.metric,
-        "best_round", r->train_info.best_round, "rounds_run", r->train_info.rounds_run, "best_valid",
-        r->train_info.best_valid, "scale_pos_weight", r->train_info.scale_pos_weight, "seconds", r->train_seconds,
-        "libraries", "sentinel", SN_VERSION, "xgboost", sn_scoring_xgboost_version(xgbv, sizeof(xgbv)), "jansson",
-        JANSSON_VERSION, "openssl", OpenSSL_version(OPENSSL_VERSION));
+        r->train_info.best_round + 1, "feature_spec", spec_obj, "feature_names", names, "label",
+        label, "threshold", "value", r->threshold, "policy", sn_eval_policy_str(t->opts.policy),
+        "target_precision",
+        t->opts.policy == SN_THRESHOLD_PRECISION ? json_real(t->opts.target_precision)
+                                                 : json_null(),
+        "target_reached", r->threshold_reached, "chosen_on", "validation", "metrics", "validation",
+        report_json(&r->validation), "holdout", report_json(&r->test), "data", "path",
+        t->opts.source.path, "format", t->opts.source.kind == SN_SOURCE_CSV ? "csv" : "jsonl",
+        "sha256", r->data_sha256, "events", (json_int_t)r->events, "bad_rows",
+        (json_int_t)r->bad_rows, "machines", (json_int_t)r->machines, "embargoed",
+        (json_int_t)r->embargoed, "split", "train", split_json(&r->train), "valid",
+        split_json(&r->valid), "holdout", split_json(&r->holdout), "profile", profile, "training",
+        "params", params_obj ? params_obj : json_null(), "eval_metric", r->train_info.metric,
+        "best_round", r->train_info.best_round, "rounds_run", r->train_info.rounds_run,
+        "best_valid", r->train_info.best_valid, "scale_pos_weight", r->train_info.scale_pos_weight,
+        "seconds", r->train_seconds, "libraries", "sentinel", SN_VERSION, "xgboost",
+        sn_scoring_xgboost_version(xgbv, sizeof(xgbv)), "jansson", JANSSON_VERSION, "openssl",
+        OpenSSL_version(OPENSSL_VERSION));
     spec_obj = names = profile = NULL; /* stolen by json_pack, even on failure */
     if (!card || !(text = json_dumps(card, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "card: cannot build it");
@@ -789,7 +836,8 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     sn_model_ctx_t *ctx = NULL;
     float *x = NULL, *xtr = NULL, *xva = NULL, *xho = NULL, *pva = NULL, *pho = NULL;
     uint8_t *ytr = NULL, *yva = NULL, *yho = NULL;
-    size_t *itr = NULL, *iva = NULL, *iho = NULL, ntr = 0, nva = 0, nho = 0, nf, n = t->nrows, c1, c2;
+    size_t *itr = NULL, *iva = NULL, *iho = NULL, ntr = 0, nva = 0, nho = 0, nf, n = t->nrows, c1,
+           c2;
     sn_trainer_result_t *r = &t->res;
     sn_model_params_t p = t->opts.params;
     sn_model_data_t dtr, dva;
@@ -803,7 +851,8 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     if (!(spec = spec_open(t, t->spec_text, errstr, errstr_size))) return SN_ERR_INVALID;
     nf = r->nfeatures = sn_feature_spec_nfeatures(spec);
     if (!(x = malloc(n * nf * sizeof(*x)))) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory for %zu x %zu features", n, nf);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory for %zu x %zu features",
+                        n, nf);
         goto out;
     }
     if ((rc = replay(t, spec, 0, x, errstr, errstr_size)) != 0) goto out;
@@ -811,9 +860,11 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
 
     /* time split: [0, c1) train, [c1, c2) validation, [c2, n) holdout */
     c2 = cut_at(t, (size_t)llround((double)n * (1.0 - t->opts.holdout_fraction)));
-    c1 = cut_at(t, (size_t)llround((double)n * (1.0 - t->opts.holdout_fraction - t->opts.valid_fraction)));
+    c1 = cut_at(
+        t, (size_t)llround((double)n * (1.0 - t->opts.holdout_fraction - t->opts.valid_fraction)));
     if (c1 == 0 || c1 >= c2 || c2 >= n) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "cannot split %zu events by time into three parts", n);
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                        "cannot split %zu events by time into three parts", n);
         goto out;
     }
     t->holdout_from = c2;
@@ -830,11 +881,15 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
         int64_t reach = t->opts.failures_path ? t->rows[i].ts + t->opts.horizon_ms : INT64_MIN;
 
         if (i < c1) {
-            if (reach >= t->rows[c1].ts) r->embargoed++;
-            else itr[ntr++] = i;
+            if (reach >= t->rows[c1].ts)
+                r->embargoed++;
+            else
+                itr[ntr++] = i;
         } else if (i < c2) {
-            if (reach >= t->rows[c2].ts) r->embargoed++;
-            else iva[nva++] = i;
+            if (reach >= t->rows[c2].ts)
+                r->embargoed++;
+            else
+                iva[nva++] = i;
         } else {
             iho[nho++] = i;
         }
@@ -848,8 +903,10 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
                         r->train.positives ? "validation" : "training");
         goto out;
     }
-    if (!r->holdout.positives) sn_log_warn("train", "the holdout has no positive events: its PR-AUC is undefined");
-    if ((rc = gather(t, x, nf, itr, ntr, &xtr, &ytr)) != 0 || (rc = gather(t, x, nf, iva, nva, &xva, &yva)) != 0 ||
+    if (!r->holdout.positives)
+        sn_log_warn("train", "the holdout has no positive events: its PR-AUC is undefined");
+    if ((rc = gather(t, x, nf, itr, ntr, &xtr, &ytr)) != 0 ||
+        (rc = gather(t, x, nf, iva, nva, &xva, &yva)) != 0 ||
         (rc = gather(t, x, nf, iho, nho, &xho, &yho)) != 0) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto out;
@@ -865,7 +922,8 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     dtr = (sn_model_data_t){xtr, ytr, ntr};
     dva = (sn_model_data_t){xva, yva, nva};
     t1 = now_s();
-    rc = sn_model_train(&p, nf, &dtr, &dva, on_round, t, &model, &r->train_info, errstr, errstr_size);
+    rc = sn_model_train(&p, nf, &dtr, &dva, on_round, t, &model, &r->train_info, errstr,
+                        errstr_size);
     if (t->opts.progress) fputc('\n', stderr);
     if (rc != 0) goto out;
     r->train_seconds = now_s() - t1;
@@ -880,17 +938,21 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     if ((rc = sn_model_predict(model, ctx, xva, nva, pva, errstr, errstr_size)) != 0 ||
         (rc = sn_model_predict(model, ctx, xho, nho, pho, errstr, errstr_size)) != 0)
         goto out;
-    if ((rc = sn_eval_choose_threshold(pva, yva, nva, t->opts.policy, t->opts.target_precision, &r->threshold,
-                                       &r->threshold_reached)) != 0 ||
+    if ((rc = sn_eval_choose_threshold(pva, yva, nva, t->opts.policy, t->opts.target_precision,
+                                       &r->threshold, &r->threshold_reached)) != 0 ||
         (rc = sn_eval_report(pva, yva, nva, r->threshold, &r->validation)) != 0 ||
         (rc = sn_eval_report(pho, yho, nho, r->threshold, &r->test)) != 0) {
-        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "evaluation failed: %s", sn_err_str(rc));
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "evaluation failed: %s",
+                        sn_err_str(rc));
         goto out;
     }
     if (!r->threshold_reached)
-        sn_log_warn("train", "no threshold reaches precision %.3f on validation; using the most precise one (%.4f)",
-                    t->opts.target_precision, r->threshold);
-    if ((rc = sn_model_save(model, "ubj", &t->model, &t->model_len, errstr, errstr_size)) != 0) goto out;
+        sn_log_warn(
+            "train",
+            "no threshold reaches precision %.3f on validation; using the most precise one (%.4f)",
+            t->opts.target_precision, r->threshold);
+    if ((rc = sn_model_save(model, "ubj", &t->model, &t->model_len, errstr, errstr_size)) != 0)
+        goto out;
     r->model_bytes = t->model_len;
     sn_card_sha256_hex(t->model, t->model_len, r->model_sha256);
     if (!(profile = build_profile(t, spec, x, itr, ntr))) {
@@ -901,9 +963,11 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     rc = build_card(t, spec, profile, errstr, errstr_size);
     profile = NULL;
     if (rc == 0)
-        sn_log_info("train", "holdout PR-AUC %.4f ROC-AUC %.4f F1 %.4f at threshold %.4f (%d rounds, %.2f s)",
-                    r->test.pr_auc, r->test.roc_auc, r->test.at.f1, r->threshold, r->train_info.best_round + 1,
-                    r->train_seconds);
+        sn_log_info(
+            "train",
+            "holdout PR-AUC %.4f ROC-AUC %.4f F1 %.4f at threshold %.4f (%d rounds, %.2f s)",
+            r->test.pr_auc, r->test.roc_auc, r->test.at.f1, r->threshold,
+            r->train_info.best_round + 1, r->train_seconds);
 out:
     json_decref(profile);
     sn_model_ctx_destroy(ctx);
@@ -933,7 +997,8 @@ const uint8_t *sn_trainer_model(const sn_trainer_t *t, size_t *len) {
 
 char *sn_trainer_card(const sn_trainer_t *t) { return t->card ? sn_card_dump(t->card) : NULL; }
 
-static int write_path(const char *dir, const char *name, const void *buf, size_t len, char *errstr, size_t errstr_size) {
+static int write_path(const char *dir, const char *name, const void *buf, size_t len, char *errstr,
+                      size_t errstr_size) {
     char path[4096], tmp[4200];
     FILE *fp;
 
@@ -941,7 +1006,8 @@ static int write_path(const char *dir, const char *name, const void *buf, size_t
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "path too long");
     snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
     if (!(fp = fopen(tmp, "wb")))
-        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot create %s: %s", tmp,
+                          strerror(errno));
     if (fwrite(buf, 1, len, fp) != len || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
         fclose(fp);
         unlink(tmp);
@@ -950,7 +1016,8 @@ static int write_path(const char *dir, const char *name, const void *buf, size_t
     fclose(fp);
     if (rename(tmp, path) != 0) {
         unlink(tmp);
-        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot rename %s: %s", tmp, strerror(errno));
+        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot rename %s: %s", tmp,
+                          strerror(errno));
     }
     return 0;
 }
@@ -961,9 +1028,12 @@ int sn_trainer_write(const sn_trainer_t *t, const char *dir, char *errstr, size_
 
     if (!t->card) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "nothing trained yet");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
-    if ((rc = write_path(dir, "model.ubj", t->model, t->model_len, errstr, errstr_size)) != 0) return rc;
-    if (!(card = sn_card_dump(t->card))) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        return sn_err_set(errstr, errstr_size, SN_ERR_IO, "cannot create %s: %s", dir,
+                          strerror(errno));
+    if ((rc = write_path(dir, "model.ubj", t->model, t->model_len, errstr, errstr_size)) != 0)
+        return rc;
+    if (!(card = sn_card_dump(t->card)))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     rc = write_path(dir, "card.json", card, strlen(card), errstr, errstr_size);
     free(card);
     return rc;
@@ -971,8 +1041,9 @@ int sn_trainer_write(const sn_trainer_t *t, const char *dir, char *errstr, size_
 
 /* ---- evaluating another version and the gate ---- */
 
-int sn_trainer_evaluate(sn_trainer_t *t, const uint8_t *model_buf, size_t model_len, const char *card_text,
-                        size_t card_len, sn_eval_report_t *out, char *errstr, size_t errstr_size) {
+int sn_trainer_evaluate(sn_trainer_t *t, const uint8_t *model_buf, size_t model_len,
+                        const char *card_text, size_t card_len, sn_eval_report_t *out, char *errstr,
+                        size_t errstr_size) {
     sn_card_t *card = NULL;
     sn_feature_spec_t *spec = NULL;
     sn_model_t *model = NULL;
@@ -982,14 +1053,18 @@ int sn_trainer_evaluate(sn_trainer_t *t, const uint8_t *model_buf, size_t model_
     size_t nho = t->nrows - t->holdout_from, nf;
     int rc = SN_ERR_INVALID;
 
-    if (!t->ran || !t->holdout_from) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "run the trainer first");
+    if (!t->ran || !t->holdout_from)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "run the trainer first");
     if (!(card = sn_card_parse(card_text, card_len, errstr, errstr_size))) goto out;
     if ((rc = sn_card_verify_model(card, model_buf, model_len, errstr, errstr_size)) != 0) goto out;
     rc = SN_ERR_INVALID;
     if (!(spec = spec_open(t, sn_card_feature_spec(card), errstr, errstr_size))) goto out;
     nf = sn_feature_spec_nfeatures(spec);
-    if (!(model = sn_model_load(model_buf, model_len, nf, t->opts.params.nthread, errstr, errstr_size))) goto out;
-    if (!(x = malloc(nho * nf * sizeof(*x))) || !(p = malloc(nho * sizeof(*p))) || !(y = malloc(nho))) {
+    if (!(model =
+              sn_model_load(model_buf, model_len, nf, t->opts.params.nthread, errstr, errstr_size)))
+        goto out;
+    if (!(x = malloc(nho * nf * sizeof(*x))) || !(p = malloc(nho * sizeof(*p))) ||
+        !(y = malloc(nho))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -1016,25 +1091,27 @@ out:
 int sn_gate_decide(double challenger, double production, int has_production, double min_improvement,
                    const char *version, const char *alias, char *msg, size_t size) {
     if (!has_production) {
-        snprintf(msg, size, "no %s model: promoting version %s (PR-AUC %.3f)", alias, version, challenger);
+        snprintf(msg, size, "no %s model: promoting version %s (PR-AUC %.3f)", alias, version,
+                 challenger);
         return 1;
     }
     if (isnan(challenger)) {
-        snprintf(msg, size, "challenger PR-AUC undefined (no positives in the holdout): not promoting");
+        snprintf(msg, size,
+                 "challenger PR-AUC undefined (no positives in the holdout): not promoting");
         return 0;
     }
     if (isnan(production) || challenger >= production + min_improvement) {
-        snprintf(msg, size, "challenger PR-AUC %.3f >= %s %.3f + %.3f: promoting version %s", challenger, alias,
-                 production, min_improvement, version);
+        snprintf(msg, size, "challenger PR-AUC %.3f >= %s %.3f + %.3f: promoting version %s",
+                 challenger, alias, production, min_improvement, version);
         return 1;
     }
-    snprintf(msg, size, "challenger PR-AUC %.3f < %s %.3f + %.3f: not promoting", challenger, alias, production,
-             min_improvement);
+    snprintf(msg, size, "challenger PR-AUC %.3f < %s %.3f + %.3f: not promoting", challenger, alias,
+             production, min_improvement);
     return 0;
 }
 
-int sn_trainer_publish(sn_trainer_t *t, sn_registry_t *reg, const sn_gate_opts_t *o, sn_gate_result_t *res,
-                       char *errstr, size_t errstr_size) {
+int sn_trainer_publish(sn_trainer_t *t, sn_registry_t *reg, const sn_gate_opts_t *o,
+                       sn_gate_result_t *res, char *errstr, size_t errstr_size) {
     uint8_t *pm = NULL;
     char *pc = NULL, *card = NULL;
     size_t pm_len = 0, pc_len = 0;
@@ -1046,8 +1123,10 @@ int sn_trainer_publish(sn_trainer_t *t, sn_registry_t *reg, const sn_gate_opts_t
     res->production_pr_auc = NAN;
     if (!t->card) return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "nothing trained yet");
     rc = sn_registry_get_alias(reg, o->alias, res->production_version, errstr, errstr_size);
-    if (rc == SN_ERR_NOENT) res->production_version[0] = '\0';
-    else if (rc != 0) return rc;
+    if (rc == SN_ERR_NOENT)
+        res->production_version[0] = '\0';
+    else if (rc != 0)
+        return rc;
     has_prod = res->production_version[0] != '\0';
     if ((rc = sn_card_set_parent_version(t->card, has_prod ? res->production_version : NULL)) != 0)
         return sn_err_set(errstr, errstr_size, rc, "out of memory");
@@ -1056,9 +1135,11 @@ int sn_trainer_publish(sn_trainer_t *t, sn_registry_t *reg, const sn_gate_opts_t
     if (o->promote && has_prod) {
         char why[512];
 
-        if ((rc = sn_registry_fetch(reg, res->production_version, &pm, &pm_len, &pc, &pc_len, why, sizeof(why))) != 0 ||
+        if ((rc = sn_registry_fetch(reg, res->production_version, &pm, &pm_len, &pc, &pc_len, why,
+                                    sizeof(why))) != 0 ||
             (rc = sn_trainer_evaluate(t, pm, pm_len, pc, pc_len, &prod, why, sizeof(why))) != 0) {
-            rc = sn_err_set(errstr, errstr_size, rc, "cannot evaluate %s version %s on this holdout: %s", o->alias,
+            rc = sn_err_set(errstr, errstr_size, rc,
+                            "cannot evaluate %s version %s on this holdout: %s", o->alias,
                             res->production_version, why);
             goto out;
         }
@@ -1068,23 +1149,29 @@ int sn_trainer_publish(sn_trainer_t *t, sn_registry_t *reg, const sn_gate_opts_t
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = sn_registry_register(reg, t->model, t->model_len, card, strlen(card), res->version, errstr, errstr_size)) != 0)
+    if ((rc = sn_registry_register(reg, t->model, t->model_len, card, strlen(card), res->version,
+                                   errstr, errstr_size)) != 0)
         goto out;
-    sn_log_info("train", "registered %s version %s (%s registry)", t->opts.model_name ? t->opts.model_name : "model",
-                res->version, sn_registry_kind(reg));
+    sn_log_info("train", "registered %s version %s (%s registry)",
+                t->opts.model_name ? t->opts.model_name : "model", res->version,
+                sn_registry_kind(reg));
     if (!o->promote) {
-        snprintf(res->message, sizeof(res->message), "registered version %s; not asked to promote", res->version);
+        snprintf(res->message, sizeof(res->message), "registered version %s; not asked to promote",
+                 res->version);
         goto out;
     }
-    res->promoted = sn_gate_decide(res->challenger_pr_auc, res->production_pr_auc, has_prod, o->min_improvement,
-                                   res->version, o->alias, res->message, sizeof(res->message));
+    res->promoted =
+        sn_gate_decide(res->challenger_pr_auc, res->production_pr_auc, has_prod, o->min_improvement,
+                       res->version, o->alias, res->message, sizeof(res->message));
     if (res->promoted) {
-        if ((rc = sn_registry_set_alias(reg, o->alias, res->version, errstr, errstr_size)) != 0) goto out;
+        if ((rc = sn_registry_set_alias(reg, o->alias, res->version, errstr, errstr_size)) != 0)
+            goto out;
         sn_log_info("gate", "%s", res->message);
     } else {
         sn_log_warn("gate", "%s", res->message);
         if (o->challenger_alias && *o->challenger_alias &&
-            (rc = sn_registry_set_alias(reg, o->challenger_alias, res->version, errstr, errstr_size)) != 0)
+            (rc = sn_registry_set_alias(reg, o->challenger_alias, res->version, errstr,
+                                        errstr_size)) != 0)
             goto out;
     }
 out:
@@ -1101,24 +1188,29 @@ void sn_trainer_print_summary(const sn_trainer_t *t, FILE *out) {
     const sn_eval_report_t *v = &r->validation, *h = &r->test;
 
     fprintf(out, "\n%-22s %12s %12s %12s\n", "", "train", "validation", "holdout");
-    fprintf(out, "%-22s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n", "events", r->train.events, r->valid.events,
-            r->holdout.events);
-    fprintf(out, "%-22s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n", "positives", r->train.positives,
-            r->valid.positives, r->holdout.positives);
+    fprintf(out, "%-22s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n", "events", r->train.events,
+            r->valid.events, r->holdout.events);
+    fprintf(out, "%-22s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n", "positives",
+            r->train.positives, r->valid.positives, r->holdout.positives);
     fprintf(out, "%-22s %12s %12.4f %12.4f\n", "PR-AUC (avg precision)", "", v->pr_auc, h->pr_auc);
     fprintf(out, "%-22s %12s %12.4f %12.4f\n", "ROC-AUC", "", v->roc_auc, h->roc_auc);
     fprintf(out, "%-22s %12s %12.4f %12.4f\n", "best F1", "", v->best_f1, h->best_f1);
-    fprintf(out, "%-22s %12s %12.4f %12.4f\n", "precision @ threshold", "", v->at.precision, h->at.precision);
-    fprintf(out, "%-22s %12s %12.4f %12.4f\n", "recall @ threshold", "", v->at.recall, h->at.recall);
+    fprintf(out, "%-22s %12s %12.4f %12.4f\n", "precision @ threshold", "", v->at.precision,
+            h->at.precision);
+    fprintf(out, "%-22s %12s %12.4f %12.4f\n", "recall @ threshold", "", v->at.recall,
+            h->at.recall);
     fprintf(out, "%-22s %12s %12.4f %12.4f\n", "F1 @ threshold", "", v->at.f1, h->at.f1);
     fprintf(out, "%-22s %12s %12.2f %12.2f\n", "alerts / 1000 events", "", v->at.alerts_per_1000,
             h->at.alerts_per_1000);
-    fprintf(out, "\nthreshold %.6f (%s on validation%s), %zu features, %d of %d rounds (best %s %.5f), "
-                 "scale_pos_weight %.3f\n",
-            r->threshold, sn_eval_policy_str(t->opts.policy), r->threshold_reached ? "" : ", target not reached",
-            r->nfeatures, r->train_info.best_round + 1, r->train_info.rounds_run, r->train_info.metric,
+    fprintf(out,
+            "\nthreshold %.6f (%s on validation%s), %zu features, %d of %d rounds (best %s %.5f), "
+            "scale_pos_weight %.3f\n",
+            r->threshold, sn_eval_policy_str(t->opts.policy),
+            r->threshold_reached ? "" : ", target not reached", r->nfeatures,
+            r->train_info.best_round + 1, r->train_info.rounds_run, r->train_info.metric,
             r->train_info.best_valid, r->train_info.scale_pos_weight);
-    fprintf(out, "time: read %.2f s, features %.2f s, training %.2f s, total %.2f s\n", r->read_seconds,
-            r->feature_seconds, r->train_seconds, r->total_seconds);
-    fprintf(out, "data sha256 %s\nmodel sha256 %s (%zu bytes)\n", r->data_sha256, r->model_sha256, r->model_bytes);
+    fprintf(out, "time: read %.2f s, features %.2f s, training %.2f s, total %.2f s\n",
+            r->read_seconds, r->feature_seconds, r->train_seconds, r->total_seconds);
+    fprintf(out, "data sha256 %s\nmodel sha256 %s (%zu bytes)\n", r->data_sha256, r->model_sha256,
+            r->model_bytes);
 }

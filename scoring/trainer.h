@@ -62,7 +62,7 @@ typedef struct sn_trainer_opts {
     const char *spec_json;
     const char *spec_path;
     /* model */
-    sn_model_params_t params;           /* scale_pos_weight 0: from class_weight */
+    sn_model_params_t params; /* scale_pos_weight 0: from class_weight */
     enum sn_class_weight class_weight;
     double valid_fraction, holdout_fraction;
     enum sn_threshold_policy policy;
@@ -93,7 +93,7 @@ typedef struct sn_trainer_result {
     uint64_t embargoed; /* rows left out because their horizon crossed a split */
     size_t nfeatures;
     double threshold;
-    int threshold_reached; /* precision policy: the target was reached on validation */
+    int threshold_reached;             /* precision policy: the target was reached on validation */
     sn_eval_report_t validation, test; /* test: the holdout, at the threshold */
     sn_model_train_info_t train_info;
     double read_seconds, feature_seconds, train_seconds, total_seconds;
@@ -149,7 +149,7 @@ typedef struct sn_gate_result {
     char production_version[SN_REGISTRY_VERSION_MAX]; /* "" when there was none */
     int promoted;
     double challenger_pr_auc, production_pr_auc; /* on this run's holdout; NaN when not evaluated */
-    char message[320]; /* the decision in one sentence, as logged */
+    char message[320];                           /* the decision in one sentence, as logged */
 } sn_gate_result_t;
 
 /* Registers the trained version (its card naming the current production

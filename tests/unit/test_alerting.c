@@ -17,13 +17,16 @@ Test(alerting, one_incident_lifecycle) {
     sn_alerter_stats_t st;
 
     cr_assert_eq(sn_alerter_observe(a, "m1", 0, 0.1, 0.5), SN_ALERTING_NONE);
-    cr_assert_eq(sn_alerter_observe(a, "m1", 1000, 0.5, 0.5), SN_ALERTING_OPEN, "at the threshold opens");
-    cr_assert_eq(sn_alerter_observe(a, "m1", 2000, 0.9, 0.5), SN_ALERTING_NONE, "inside the cooldown");
+    cr_assert_eq(sn_alerter_observe(a, "m1", 1000, 0.5, 0.5), SN_ALERTING_OPEN,
+                 "at the threshold opens");
+    cr_assert_eq(sn_alerter_observe(a, "m1", 2000, 0.9, 0.5), SN_ALERTING_NONE,
+                 "inside the cooldown");
     cr_assert_eq(sn_alerter_observe(a, "m1", 10999, 0.9, 0.5), SN_ALERTING_NONE);
     cr_assert_eq(sn_alerter_observe(a, "m1", 11000, 0.9, 0.5), SN_ALERTING_RENOTIFY);
     cr_assert_eq(sn_alerter_observe(a, "m1", 12000, 0.1, 0.5), SN_ALERTING_NONE);
     cr_assert_eq(sn_alerter_observe(a, "m1", 13000, 0.1, 0.5), SN_ALERTING_NONE);
-    cr_assert_eq(sn_alerter_observe(a, "m1", 14000, 0.9, 0.5), SN_ALERTING_NONE, "a high score resets the count");
+    cr_assert_eq(sn_alerter_observe(a, "m1", 14000, 0.9, 0.5), SN_ALERTING_NONE,
+                 "a high score resets the count");
     cr_assert_eq(sn_alerter_observe(a, "m1", 15000, 0.1, 0.5), SN_ALERTING_NONE);
     cr_assert_eq(sn_alerter_observe(a, "m1", 16000, 0.1, 0.5), SN_ALERTING_NONE);
     cr_assert_eq(sn_alerter_observe(a, "m1", 17000, 0.1, 0.5), SN_ALERTING_RESOLVE);
@@ -42,7 +45,9 @@ Test(alerting, machines_are_independent) {
 
     cr_assert_eq(sn_alerter_observe(a, "m1", 0, 0.9, 0.5), SN_ALERTING_OPEN);
     cr_assert_eq(sn_alerter_observe(a, "m2", 0, 0.9, 0.5), SN_ALERTING_OPEN);
-    for (int i = 1; i <= 3; i++) cr_assert_eq(sn_alerter_observe(a, "m2", i, 0.1, 0.5), i == 3 ? SN_ALERTING_RESOLVE : SN_ALERTING_NONE);
+    for (int i = 1; i <= 3; i++)
+        cr_assert_eq(sn_alerter_observe(a, "m2", i, 0.1, 0.5),
+                     i == 3 ? SN_ALERTING_RESOLVE : SN_ALERTING_NONE);
     cr_assert_eq(sn_alerter_observe(a, "m1", 5, 0.9, 0.5), SN_ALERTING_NONE, "m1 still open");
     sn_alerter_destroy(a);
 }

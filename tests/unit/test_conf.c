@@ -95,9 +95,9 @@ Test(conf, unknown_key_names_key_and_source) {
 
 Test(conf, bad_values_are_rejected_and_old_value_kept) {
     static const char *bad[][2] = {
-        {"a.int", "abc"},  {"a.int", "0"},    {"a.int", "101"}, {"a.int", "5x"},
-        {"a.dbl", "1.5"},  {"a.dbl", "nan"},  {"a.dbl", ""},    {"a.bool", "maybe"},
-        {"a.enum", "z"},   {"a.enum", "xx"},  {"a.int", ""},
+        {"a.int", "abc"}, {"a.int", "0"},   {"a.int", "101"}, {"a.int", "5x"},
+        {"a.dbl", "1.5"}, {"a.dbl", "nan"}, {"a.dbl", ""},    {"a.bool", "maybe"},
+        {"a.enum", "z"},  {"a.enum", "xx"}, {"a.int", ""},
     };
     char errstr[256];
     sn_conf_t *conf = new_conf();
@@ -148,7 +148,8 @@ Test(conf, kafka_passthrough_reaches_librdkafka) {
     size_t vlen = sizeof(val);
 
     cr_assert_eq(sn_conf_set(conf, "kafka.linger.ms", "7", "-X", errstr, sizeof(errstr)), 0);
-    cr_assert_eq(sn_conf_set(conf, "kafka.sasl.password", "hunter2", "-X", errstr, sizeof(errstr)), 0);
+    cr_assert_eq(sn_conf_set(conf, "kafka.sasl.password", "hunter2", "-X", errstr, sizeof(errstr)),
+                 0);
     sn_conf_kafka_each(conf, collect, &c);
     cr_assert_str_eq(c.keys, "bootstrap.servers=localhost:9092;linger.ms=7;sasl.password=hunter2;");
     rk = sn_kafka_conf_new(conf, NULL, errstr, sizeof(errstr));
@@ -158,8 +159,9 @@ Test(conf, kafka_passthrough_reaches_librdkafka) {
     rd_kafka_conf_destroy(rk);
 
     /* librdkafka's own message reaches the user, with the key and source. */
-    cr_assert_eq(sn_conf_set(conf, "kafka.no.such.property", "1", "file x.conf:9", errstr,
-                             sizeof(errstr)), 0);
+    cr_assert_eq(
+        sn_conf_set(conf, "kafka.no.such.property", "1", "file x.conf:9", errstr, sizeof(errstr)),
+        0);
     cr_assert_null(sn_kafka_conf_new(conf, NULL, errstr, sizeof(errstr)));
     cr_assert(strstr(errstr, "kafka.no.such.property") && strstr(errstr, "x.conf:9") &&
                   strstr(errstr, "No such configuration property"),
@@ -188,8 +190,10 @@ Test(conf, malformed_tables_are_refused) {
         {"x.y", SN_CONF_INT, "1", 0, 5, NULL, 0, ""},
         SN_CONF_END,
     };
-    static const sn_conf_def_t range[] = {{"x.y", SN_CONF_INT, "9", 0, 5, NULL, 0, ""}, SN_CONF_END};
-    static const sn_conf_def_t underscore[] = {{"x_y", SN_CONF_STR, "", 0, 0, NULL, 0, ""}, SN_CONF_END};
+    static const sn_conf_def_t range[] = {{"x.y", SN_CONF_INT, "9", 0, 5, NULL, 0, ""},
+                                          SN_CONF_END};
+    static const sn_conf_def_t underscore[] = {{"x_y", SN_CONF_STR, "", 0, 0, NULL, 0, ""},
+                                               SN_CONF_END};
     const sn_conf_def_t *const t1[] = {dup}, *const t2[] = {range}, *const t3[] = {underscore};
     char errstr[256];
 

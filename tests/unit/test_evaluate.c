@@ -33,7 +33,10 @@ static void unload(void) { json_decref(doc); }
 static struct fixture get(size_t i) {
     json_t *c = json_array_get(json_object_get(doc, "cases"), i), *s = json_object_get(c, "score"),
            *l = json_object_get(c, "label");
-    struct fixture f = {json_string_value(json_object_get(c, "name")), NULL, NULL, json_array_size(s),
+    struct fixture f = {json_string_value(json_object_get(c, "name")),
+                        NULL,
+                        NULL,
+                        json_array_size(s),
                         json_real_value(json_object_get(c, "average_precision")),
                         json_number_value(json_object_get(c, "roc_auc")),
                         json_number_value(json_object_get(c, "best_f1")),
@@ -60,8 +63,10 @@ Test(evaluate, pr_auc_and_roc_auc_equal_sklearn) {
 
         cr_assert_eq(sn_eval_pr_auc(f.score, f.label, f.n, &ap), 0);
         cr_assert_eq(sn_eval_roc_auc(f.score, f.label, f.n, &roc), 0);
-        cr_assert_float_eq(ap, f.ap, 1e-12, "%s: average precision %.15g, sklearn %.15g", f.name, ap, f.ap);
-        cr_assert_float_eq(roc, f.roc, 1e-12, "%s: ROC-AUC %.15g, sklearn %.15g", f.name, roc, f.roc);
+        cr_assert_float_eq(ap, f.ap, 1e-12, "%s: average precision %.15g, sklearn %.15g", f.name,
+                           ap, f.ap);
+        cr_assert_float_eq(roc, f.roc, 1e-12, "%s: ROC-AUC %.15g, sklearn %.15g", f.name, roc,
+                           f.roc);
         free(f.score);
         free(f.label);
     }
@@ -73,8 +78,8 @@ Test(evaluate, best_f1_equals_sklearn) {
         sn_eval_report_t r;
 
         cr_assert_eq(sn_eval_report(f.score, f.label, f.n, 0.5, &r), 0);
-        cr_assert_float_eq(r.best_f1, f.best_f1, 1e-12, "%s: best F1 %.15g, sklearn %.15g", f.name, r.best_f1,
-                           f.best_f1);
+        cr_assert_float_eq(r.best_f1, f.best_f1, 1e-12, "%s: best F1 %.15g, sklearn %.15g", f.name,
+                           r.best_f1, f.best_f1);
         free(f.score);
         free(f.label);
     }
@@ -131,17 +136,24 @@ Test(evaluate, threshold_policies_by_brute_force) {
             sn_eval_point_t p;
 
             sn_eval_at(f.score, f.label, f.n, f.score[k], &p);
-            if (p.f1 > best_f1 || (p.f1 == best_f1 && f.score[k] > best_thr)) best_f1 = p.f1, best_thr = f.score[k];
-            if (p.precision >= target && p.tp > 0 && (isnan(lowest_ok) || f.score[k] < lowest_ok)) lowest_ok = f.score[k];
+            if (p.f1 > best_f1 || (p.f1 == best_f1 && f.score[k] > best_thr))
+                best_f1 = p.f1, best_thr = f.score[k];
+            if (p.precision >= target && p.tp > 0 && (isnan(lowest_ok) || f.score[k] < lowest_ok))
+                lowest_ok = f.score[k];
         }
-        cr_assert_eq(sn_eval_choose_threshold(f.score, f.label, f.n, SN_THRESHOLD_MAX_F1, 0, &thr, NULL), 0);
-        cr_assert_eq(thr, best_thr, "%s: max-f1 threshold %g, brute force %g", f.name, thr, best_thr);
-        cr_assert_eq(sn_eval_choose_threshold(f.score, f.label, f.n, SN_THRESHOLD_PRECISION, target, &thr, &reached), 0);
+        cr_assert_eq(
+            sn_eval_choose_threshold(f.score, f.label, f.n, SN_THRESHOLD_MAX_F1, 0, &thr, NULL), 0);
+        cr_assert_eq(thr, best_thr, "%s: max-f1 threshold %g, brute force %g", f.name, thr,
+                     best_thr);
+        cr_assert_eq(sn_eval_choose_threshold(f.score, f.label, f.n, SN_THRESHOLD_PRECISION, target,
+                                              &thr, &reached),
+                     0);
         if (isnan(lowest_ok)) {
             cr_assert_not(reached, "%s", f.name);
         } else {
             cr_assert(reached, "%s", f.name);
-            cr_assert_eq(thr, lowest_ok, "%s: precision threshold %g, brute force %g", f.name, thr, lowest_ok);
+            cr_assert_eq(thr, lowest_ok, "%s: precision threshold %g, brute force %g", f.name, thr,
+                         lowest_ok);
         }
         free(f.score);
         free(f.label);

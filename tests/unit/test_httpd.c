@@ -82,8 +82,10 @@ static void request(int port, const char *method, const char *path, struct resp 
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    if (strcmp(method, "HEAD") == 0) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     rc = curl_easy_perform(c);
     cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, url, curl_easy_strerror(rc));
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
@@ -305,9 +307,9 @@ Test(httpd, bad_bind_address_is_an_error) {
 
 static sn_conf_t *new_conf(void) {
     char errstr[256];
-    sn_conf_t *conf = sn_conf_new(
-        (const sn_conf_def_t *const[]){sn_common_conf_defs, sn_metrics_conf_defs}, 2, errstr,
-        sizeof(errstr));
+    sn_conf_t *conf =
+        sn_conf_new((const sn_conf_def_t *const[]){sn_common_conf_defs, sn_metrics_conf_defs}, 2,
+                    errstr, sizeof(errstr));
 
     cr_assert_not_null(conf, "%s", errstr);
     return conf;

@@ -215,9 +215,9 @@ Test(metrics, histogram_bounds_validation) {
 
 Test(metrics, exact_rendering_of_a_small_registry) {
     sn_metrics_t *reg = new_reg(0);
-    sn_counter_vec_t *dlq = sn_metrics_counter_vec(
-        reg, "sentinel_dlq_records_total", "Records dead-lettered, by class.",
-        (const char *[]){"class"}, 1, 8);
+    sn_counter_vec_t *dlq =
+        sn_metrics_counter_vec(reg, "sentinel_dlq_records_total",
+                               "Records dead-lettered, by class.", (const char *[]){"class"}, 1, 8);
     sn_gauge_vec_t *lag = sn_metrics_gauge_int_vec(reg, "sentinel_consumer_lag",
                                                    "Messages behind the high watermark.",
                                                    (const char *[]){"topic", "partition"}, 2, 0);
@@ -228,19 +228,18 @@ Test(metrics, exact_rendering_of_a_small_registry) {
     sn_counter_inc(sn_counter_vec_get(dlq, (const char *[]){"bad_magic"}));
     sn_gauge_set_int(sn_gauge_vec_get(lag, (const char *[]){"telemetry", "3"}), 120);
     out = render(reg);
-    cr_assert_str_eq(out,
-                     "# HELP sentinel_metrics_rejected_total Metrics, label sets and samples "
-                     "refused because a registry bound was reached or the name or value was "
-                     "invalid.\n"
-                     "# TYPE sentinel_metrics_rejected_total counter\n"
-                     "sentinel_metrics_rejected_total 0\n"
-                     "# HELP sentinel_dlq_records_total Records dead-lettered, by class.\n"
-                     "# TYPE sentinel_dlq_records_total counter\n"
-                     "sentinel_dlq_records_total{class=\"bad_magic\"} 4\n"
-                     "sentinel_dlq_records_total{class=\"schema\"} 1\n"
-                     "# HELP sentinel_consumer_lag Messages behind the high watermark.\n"
-                     "# TYPE sentinel_consumer_lag gauge\n"
-                     "sentinel_consumer_lag{topic=\"telemetry\",partition=\"3\"} 120\n");
+    cr_assert_str_eq(out, "# HELP sentinel_metrics_rejected_total Metrics, label sets and samples "
+                          "refused because a registry bound was reached or the name or value was "
+                          "invalid.\n"
+                          "# TYPE sentinel_metrics_rejected_total counter\n"
+                          "sentinel_metrics_rejected_total 0\n"
+                          "# HELP sentinel_dlq_records_total Records dead-lettered, by class.\n"
+                          "# TYPE sentinel_dlq_records_total counter\n"
+                          "sentinel_dlq_records_total{class=\"bad_magic\"} 4\n"
+                          "sentinel_dlq_records_total{class=\"schema\"} 1\n"
+                          "# HELP sentinel_consumer_lag Messages behind the high watermark.\n"
+                          "# TYPE sentinel_consumer_lag gauge\n"
+                          "sentinel_consumer_lag{topic=\"telemetry\",partition=\"3\"} 120\n");
     free(out);
     sn_metrics_destroy(reg);
 }
@@ -437,9 +436,8 @@ Test(metrics, render_file_matches_render) {
     FILE *fp;
 
     sn_counter_add(sn_metrics_counter(reg, "sentinel_a_total", "A."), 5);
-    sn_histogram_observe(sn_metrics_histogram(reg, "sentinel_b_seconds", "B.",
-                                              (const double[]){1, 2}, 2),
-                         1.5);
+    sn_histogram_observe(
+        sn_metrics_histogram(reg, "sentinel_b_seconds", "B.", (const double[]){1, 2}, 2), 1.5);
     a = render(reg);
     fp = open_memstream(&b, &blen);
     cr_assert_not_null(fp);
@@ -519,15 +517,15 @@ Test(metrics, callback_gauges_at_render_time) {
     free(out);
     /* Registering again re-attaches. */
     age = 1;
-    cr_assert_eq(sn_metrics_gauge_fn(reg, "sentinel_oldest_unarchived_age_seconds", "x",
-                                     oldest_age, &age),
-                 0);
+    cr_assert_eq(
+        sn_metrics_gauge_fn(reg, "sentinel_oldest_unarchived_age_seconds", "x", oldest_age, &age),
+        0);
     out = render(reg);
     assert_contains(out, "sentinel_oldest_unarchived_age_seconds 1\n");
     free(out);
-    cr_assert_eq(sn_metrics_gauge_fn(reg, "sentinel_oldest_unarchived_age_seconds", "x", NULL,
-                                     NULL),
-                 SN_ERR_INVALID);
+    cr_assert_eq(
+        sn_metrics_gauge_fn(reg, "sentinel_oldest_unarchived_age_seconds", "x", NULL, NULL),
+        SN_ERR_INVALID);
     sn_metrics_destroy(reg);
 }
 
@@ -679,19 +677,19 @@ static sn_metrics_t *full_registry(void) {
     sn_counter_add(sn_metrics_counter(reg, "sentinel_events_consumed_total",
                                       "Telemetry events consumed from Kafka."),
                    123456);
-    sn_counter_add_double(sn_metrics_counter(reg, "sentinel_scoring_cpu_seconds_total",
-                                             "CPU time spent scoring."),
-                          12.75);
+    sn_counter_add_double(
+        sn_metrics_counter(reg, "sentinel_scoring_cpu_seconds_total", "CPU time spent scoring."),
+        12.75);
     sn_gauge_set(sn_metrics_gauge(reg, "sentinel_model_threshold_ratio",
                                   "Decision threshold of the serving model."),
                  0.42);
-    sn_gauge_set_int(sn_metrics_gauge_int(reg, "sentinel_batch_queue_depth",
-                                          "Events waiting to be scored."),
-                     17);
+    sn_gauge_set_int(
+        sn_metrics_gauge_int(reg, "sentinel_batch_queue_depth", "Events waiting to be scored."),
+        17);
     {
-        sn_histogram_t *h = sn_metrics_histogram(reg, "sentinel_score_latency_seconds",
-                                                 "Time to score one batch.\nMeasured per batch.",
-                                                 lat, 8);
+        sn_histogram_t *h =
+            sn_metrics_histogram(reg, "sentinel_score_latency_seconds",
+                                 "Time to score one batch.\nMeasured per batch.", lat, 8);
 
         for (int i = 0; i < 1000; i++) sn_histogram_observe(h, i / 997.0);
     }

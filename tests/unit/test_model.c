@@ -119,10 +119,12 @@ Test(model, contributions_equal_python_and_sum_to_margin) {
         double sum = 0, margin = log(PRED[i] / (1.0 - PRED[i]));
 
         for (int j = 0; j <= NF; j++) {
-            cr_assert_leq(fabs(c[i * (NF + 1) + j] - CONTRIB[i * (NF + 1) + j]), 1e-5, "row %d feature %d", i, j);
+            cr_assert_leq(fabs(c[i * (NF + 1) + j] - CONTRIB[i * (NF + 1) + j]), 1e-5,
+                          "row %d feature %d", i, j);
             sum += c[i * (NF + 1) + j];
         }
-        cr_assert_leq(fabs(sum - margin), 1e-3, "row %d: contributions sum %g, margin %g", i, sum, margin);
+        cr_assert_leq(fabs(sum - margin), 1e-3, "row %d: contributions sum %g, margin %g", i, sum,
+                      margin);
     }
     free(c);
     sn_model_destroy(m);
@@ -144,7 +146,8 @@ Test(model, explain_gives_the_top_contributions) {
         cr_assert_geq(r[1].contribution, r[2].contribution);
         for (int j = 0; j < NF; j++) {
             /* nothing left out beats the third reason */
-            if (j == (int)r[0].feature || j == (int)r[1].feature || j == (int)r[2].feature) continue;
+            if (j == (int)r[0].feature || j == (int)r[1].feature || j == (int)r[2].feature)
+                continue;
             cr_assert_leq(c[j], r[2].contribution + 1e-5f);
         }
         for (int k = 0; k < 3; k++) {
@@ -255,7 +258,9 @@ static void *predict_thread(void *arg) {
 
     w->rc = -1;
     if (!ctx) return NULL;
-    for (int rep = 0; rep < 50 && (w->rc = sn_model_predict(w->m, ctx, X, NROWS, w->out, err, sizeof(err))) == 0; rep++)
+    for (int rep = 0;
+         rep < 50 && (w->rc = sn_model_predict(w->m, ctx, X, NROWS, w->out, err, sizeof(err))) == 0;
+         rep++)
         ;
     sn_model_ctx_destroy(ctx);
     return NULL;
@@ -280,36 +285,49 @@ Test(model, threads_with_own_contexts_share_a_model) {
     sn_model_destroy(m);
 }
 
-static sn_model_t *train_small_esr(uint64_t seed, double subsample, int esr, sn_model_train_info_t *info);
+static sn_model_t *train_small_esr(uint64_t seed, double subsample, int esr,
+                                   sn_model_train_info_t *info);
 
 static sn_model_t *train_small(uint64_t seed, double subsample, sn_model_train_info_t *info) {
     return train_small_esr(seed, subsample, 10, info);
 }
 
-static sn_model_t *train_small_esr(uint64_t seed, double subsample, int esr, sn_model_train_info_t *info) {
+static sn_model_t *train_small_esr(uint64_t seed, double subsample, int esr,
+                                   sn_model_train_info_t *info) {
     static float xs[2000 * NF];
     static uint8_t ys[2000];
     char err[256];
-    sn_model_params_t p = {.rounds = 40, .early_stopping_rounds = esr, .max_depth = 3, .eta = 0.3,
-                           .subsample = subsample, .colsample_bytree = 0.8, .min_child_weight = 1,
-                           .lambda = 1, .eval_metric = "aucpr", .seed = seed, .nthread = 2};
+    sn_model_params_t p = {.rounds = 40,
+                           .early_stopping_rounds = esr,
+                           .max_depth = 3,
+                           .eta = 0.3,
+                           .subsample = subsample,
+                           .colsample_bytree = 0.8,
+                           .min_child_weight = 1,
+                           .lambda = 1,
+                           .eval_metric = "aucpr",
+                           .seed = seed,
+                           .nthread = 2};
     sn_model_data_t tr, va;
     sn_model_t *m = NULL;
 
     /* a synthetic separable-ish problem from the fixture rows */
     for (int i = 0; i < 2000; i++) {
-        for (int j = 0; j < NF; j++) xs[i * NF + j] = X[(i % NROWS) * NF + j] + (float)((i * 7 + j) % 13) * 0.01f;
+        for (int j = 0; j < NF; j++)
+            xs[i * NF + j] = X[(i % NROWS) * NF + j] + (float)((i * 7 + j) % 13) * 0.01f;
         ys[i] = PRED[i % NROWS] > 0.5f;
     }
     tr = (sn_model_data_t){xs, ys, 1500};
     va = (sn_model_data_t){xs + 1500 * NF, ys + 1500, 500};
-    cr_assert_eq(sn_model_train(&p, NF, &tr, &va, NULL, NULL, &m, info, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_model_train(&p, NF, &tr, &va, NULL, NULL, &m, info, err, sizeof(err)), 0, "%s",
+                 err);
     return m;
 }
 
 Test(model, training_is_deterministic_for_a_seed) {
     sn_model_train_info_t i1, i2, i3;
-    sn_model_t *a = train_small(5, 0.7, &i1), *b = train_small(5, 0.7, &i2), *c = train_small(6, 0.7, &i3);
+    sn_model_t *a = train_small(5, 0.7, &i1), *b = train_small(5, 0.7, &i2),
+               *c = train_small(6, 0.7, &i3);
     uint8_t *ba, *bb, *bc;
     size_t la, lb, lc;
     char err[256];
@@ -344,8 +362,14 @@ Test(model, xgboost_errors_are_one_line) {
     static float xs[20 * NF];
     static uint8_t ys[20];
     char err[512];
-    sn_model_params_t p = {.rounds = 2, .max_depth = -1, .eta = 0.3, .subsample = 1, .colsample_bytree = 1,
-                           .lambda = 1, .eval_metric = "logloss", .nthread = 1};
+    sn_model_params_t p = {.rounds = 2,
+                           .max_depth = -1,
+                           .eta = 0.3,
+                           .subsample = 1,
+                           .colsample_bytree = 1,
+                           .lambda = 1,
+                           .eval_metric = "logloss",
+                           .nthread = 1};
     sn_model_data_t d = {xs, ys, 20};
     sn_model_train_info_t info;
     sn_model_t *m = NULL;

@@ -44,16 +44,18 @@ static char *make_card(const uint8_t *model, size_t len, double pr_auc) {
     char sha[65], *card = malloc(2048);
 
     sn_card_sha256_hex(model, len, sha);
-    snprintf(card, 2048,
-             "{\"card_version\": 1, \"created\": \"2026-01-01T00:00:00Z\", \"parent_version\": null,"
-             " \"model\": {\"name\": \"t\", \"format\": \"ubj\", \"sha256\": \"%s\", \"bytes\": %zu, \"nfeatures\": 2,"
-             " \"rounds\": 1},"
-             " \"feature_spec\": {\"version\": 1}, \"feature_names\": [\"a\", \"b\"],"
-             " \"label\": {\"kind\": \"field\", \"field\": \"label\"},"
-             " \"threshold\": {\"value\": 0.25, \"policy\": \"max-f1\"},"
-             " \"metrics\": {\"holdout\": {\"pr_auc\": %.6f, \"roc_auc\": 0.9}},"
-             " \"data\": {\"sha256\": \"%s\"}}",
-             sha, len, pr_auc, sha);
+    snprintf(
+        card, 2048,
+        "{\"card_version\": 1, \"created\": \"2026-01-01T00:00:00Z\", \"parent_version\": null,"
+        " \"model\": {\"name\": \"t\", \"format\": \"ubj\", \"sha256\": \"%s\", \"bytes\": %zu, "
+        "\"nfeatures\": 2,"
+        " \"rounds\": 1},"
+        " \"feature_spec\": {\"version\": 1}, \"feature_names\": [\"a\", \"b\"],"
+        " \"label\": {\"kind\": \"field\", \"field\": \"label\"},"
+        " \"threshold\": {\"value\": 0.25, \"policy\": \"max-f1\"},"
+        " \"metrics\": {\"holdout\": {\"pr_auc\": %.6f, \"roc_auc\": 0.9}},"
+        " \"data\": {\"sha256\": \"%s\"}}",
+        sha, len, pr_auc, sha);
     return card;
 }
 
@@ -71,15 +73,20 @@ static void round_trip(const char *u, const char *name) {
     sn_registry_t *reg = open_reg(u, name);
     char err[512], v1[V], v2[V], v3[V], got[V], hist[8][V];
     uint8_t m1[] = "model one bytes", m2[] = "model two, different", m3[] = "three", *bm = NULL;
-    char *c1 = make_card(m1, sizeof(m1), 0.7), *c2 = make_card(m2, sizeof(m2), 0.8), *c3 = make_card(m3, sizeof(m3), 0.6);
+    char *c1 = make_card(m1, sizeof(m1), 0.7), *c2 = make_card(m2, sizeof(m2), 0.8),
+         *c3 = make_card(m3, sizeof(m3), 0.6);
     char *bc = NULL;
     size_t lm = 0, lc = 0, n = 0;
     sn_registry_entry_t *list = NULL;
 
-    cr_assert_eq(sn_registry_get_alias(reg, "production", got, err, sizeof(err)), SN_ERR_NOENT, "%s", err);
-    cr_assert_eq(sn_registry_register(reg, m1, sizeof(m1), c1, strlen(c1), v1, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(sn_registry_register(reg, m2, sizeof(m2), c2, strlen(c2), v2, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(sn_registry_register(reg, m3, sizeof(m3), c3, strlen(c3), v3, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_registry_get_alias(reg, "production", got, err, sizeof(err)), SN_ERR_NOENT,
+                 "%s", err);
+    cr_assert_eq(sn_registry_register(reg, m1, sizeof(m1), c1, strlen(c1), v1, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(sn_registry_register(reg, m2, sizeof(m2), c2, strlen(c2), v2, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(sn_registry_register(reg, m3, sizeof(m3), c3, strlen(c3), v3, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(strtol(v2, NULL, 10), strtol(v1, NULL, 10) + 1);
     cr_assert_eq(strtol(v3, NULL, 10), strtol(v2, NULL, 10) + 1);
 
@@ -91,22 +98,27 @@ static void round_trip(const char *u, const char *name) {
     cr_assert_str_eq(bc, c2);
     free(bm);
     free(bc);
-    cr_assert_eq(sn_registry_fetch(reg, "999", &bm, &lm, NULL, NULL, err, sizeof(err)), SN_ERR_NOENT, "%s", err);
-    cr_assert_eq(sn_registry_fetch(reg, "../1", &bm, &lm, NULL, NULL, err, sizeof(err)), SN_ERR_INVALID);
+    cr_assert_eq(sn_registry_fetch(reg, "999", &bm, &lm, NULL, NULL, err, sizeof(err)),
+                 SN_ERR_NOENT, "%s", err);
+    cr_assert_eq(sn_registry_fetch(reg, "../1", &bm, &lm, NULL, NULL, err, sizeof(err)),
+                 SN_ERR_INVALID);
 
     /* aliases and their history */
     cr_assert_eq(sn_registry_set_alias(reg, "production", v1, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(sn_registry_set_alias(reg, "production", v2, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(sn_registry_set_alias(reg, "production", v2, err, sizeof(err)), 0, "%s", err); /* no-op */
+    cr_assert_eq(sn_registry_set_alias(reg, "production", v2, err, sizeof(err)), 0, "%s",
+                 err); /* no-op */
     cr_assert_eq(sn_registry_set_alias(reg, "production", v3, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(sn_registry_set_alias(reg, "challenger", v1, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(sn_registry_get_alias(reg, "production", got, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(got, v3);
-    cr_assert_eq(sn_registry_alias_history(reg, "production", hist, 8, &n, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_registry_alias_history(reg, "production", hist, 8, &n, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(n, 2);
     cr_assert_str_eq(hist[0], v2);
     cr_assert_str_eq(hist[1], v1);
-    cr_assert_eq(sn_registry_set_alias(reg, "production", "999", err, sizeof(err)), SN_ERR_NOENT, "%s", err);
+    cr_assert_eq(sn_registry_set_alias(reg, "production", "999", err, sizeof(err)), SN_ERR_NOENT,
+                 "%s", err);
     cr_assert_eq(sn_registry_set_alias(reg, "latest", v1, err, sizeof(err)), SN_ERR_INVALID);
     cr_assert_eq(sn_registry_set_alias(reg, "v2", v1, err, sizeof(err)), SN_ERR_INVALID);
     cr_assert_eq(sn_registry_set_alias(reg, "a/b", v1, err, sizeof(err)), SN_ERR_INVALID);
@@ -133,7 +145,8 @@ static void round_trip(const char *u, const char *name) {
     cr_assert_str_eq(got, v2);
     cr_assert_eq(sn_registry_rollback(reg, "production", got, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(got, v1);
-    cr_assert_eq(sn_registry_rollback(reg, "production", got, err, sizeof(err)), SN_ERR_NOENT, "%s", err);
+    cr_assert_eq(sn_registry_rollback(reg, "production", got, err, sizeof(err)), SN_ERR_NOENT, "%s",
+                 err);
     cr_assert_eq(sn_registry_get_alias(reg, "production", got, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(got, v1);
     cr_assert_eq(sn_registry_rollback(reg, "challenger", got, err, sizeof(err)), SN_ERR_NOENT);
@@ -189,7 +202,8 @@ Test(registry_file, names_are_separate) {
     uint8_t m[] = "m";
     char *c = make_card(m, sizeof(m), 0.5);
 
-    cr_assert_eq(sn_registry_register(a, m, sizeof(m), c, strlen(c), v, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_registry_register(a, m, sizeof(m), c, strlen(c), v, err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_eq(sn_registry_set_alias(a, "production", v, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(sn_registry_get_alias(b, "production", v, err, sizeof(err)), SN_ERR_NOENT);
     free(c);
@@ -213,7 +227,8 @@ Test(registry_file, concurrent_registrations_get_distinct_versions) {
             char *c = make_card(m, sizeof(m), 0.5), v[V], e[256];
 
             for (int i = 0; i < 10; i++)
-                if (sn_registry_register(r, m, sizeof(m), c, strlen(c), v, e, sizeof(e)) != 0) _exit(1);
+                if (sn_registry_register(r, m, sizeof(m), c, strlen(c), v, e, sizeof(e)) != 0)
+                    _exit(1);
             _exit(0);
         }
     }
@@ -249,7 +264,8 @@ Test(registry_file, refuses_bad_urls_and_names) {
 static const char *mlflow_url(void) {
     const char *u = getenv("SN_MLFLOW_URL");
 
-    if (!u || !*u) cr_skip_test("SN_MLFLOW_URL is not set (tests/integration/test_mlflow.sh sets it)");
+    if (!u || !*u)
+        cr_skip_test("SN_MLFLOW_URL is not set (tests/integration/test_mlflow.sh sets it)");
     return u;
 }
 
@@ -272,16 +288,19 @@ Test(registry_mlflow, real_model_round_trip_and_unreachable_server, .timeout = 1
 
     snprintf(name, sizeof(name), "sentinel-real-%ld-%d", (long)time(NULL), (int)getpid());
     reg = open_reg(u, name);
-    cr_assert_eq(sn_registry_register(reg, model, len, card, strlen(card), v, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_registry_register(reg, model, len, card, strlen(card), v, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_str_eq(v, "1");
     cr_assert_eq(sn_registry_fetch(reg, v, &back, &lm, NULL, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(lm, len);
-    cr_assert_eq(memcmp(back, model, len), 0, "binary model bytes changed on the way through MLflow");
+    cr_assert_eq(memcmp(back, model, len), 0,
+                 "binary model bytes changed on the way through MLflow");
     free(back);
     sn_registry_destroy(reg);
     /* nothing listens on port 1: transient, retry later */
     down = open_reg("mlflow+http://127.0.0.1:1", name);
-    cr_assert_eq(sn_registry_get_alias(down, "production", v, err, sizeof(err)), SN_ERR_TRANSIENT, "%s", err);
+    cr_assert_eq(sn_registry_get_alias(down, "production", v, err, sizeof(err)), SN_ERR_TRANSIENT,
+                 "%s", err);
     sn_registry_destroy(down);
     free(card);
     free(model);

@@ -13,7 +13,7 @@
 #include "producers/source.h"
 
 static const char *fields[] = {"air_temperature_k", "process_temperature_k", "rotational_speed_rpm",
-                               "torque_nm", "tool_wear_min", "product_type"};
+                               "torque_nm",         "tool_wear_min",         "product_type"};
 #define NFIELDS 6
 
 static int field_index(void *opaque, const char *name) {
@@ -60,9 +60,13 @@ static const char *tag(const sn_event_t *ev, const char *key) {
 }
 
 Test(source, ai4i_preset_reads_bundled_data) {
-    sn_source_opts_t o = {.kind = SN_SOURCE_CSV, .path = "data/ai4i2020.csv",
-                          .map = sn_source_ai4i_map, .nmap = sn_source_ai4i_nmap,
-                          .machine_id = "ai4i-mill", .start_ms = 1767225600000LL, .step_ms = 60000};
+    sn_source_opts_t o = {.kind = SN_SOURCE_CSV,
+                          .path = "data/ai4i2020.csv",
+                          .map = sn_source_ai4i_map,
+                          .nmap = sn_source_ai4i_nmap,
+                          .machine_id = "ai4i-mill",
+                          .start_ms = 1767225600000LL,
+                          .step_ms = 60000};
     char errstr[256];
     sn_source_t *src = sn_source_new(&o, &schema, errstr, sizeof(errstr));
     sn_event_t ev;
@@ -120,7 +124,10 @@ Test(source, csv_identity_mapping_quotes_and_bad_rows) {
 
 Test(source, csv_mapping_to_missing_column_fails_at_open) {
     const char *map[] = {"torque_nm=No Such Column"};
-    sn_source_opts_t o = {.kind = SN_SOURCE_CSV, .path = "data/ai4i2020.csv", .map = map, .nmap = 1,
+    sn_source_opts_t o = {.kind = SN_SOURCE_CSV,
+                          .path = "data/ai4i2020.csv",
+                          .map = map,
+                          .nmap = 1,
                           .machine_id = "m"};
     const char *map2[] = {"nosuchfield=Torque [Nm]"};
     char errstr[256];
@@ -133,12 +140,13 @@ Test(source, csv_mapping_to_missing_column_fails_at_open) {
 }
 
 Test(source, jsonl) {
-    char *path = write_tmp("{\"machine_id\":\"a\",\"ts\":5,\"torque_nm\":12.5,\"product_type\":\"H\","
-                           "\"tags\":{\"site\":\"x\"}}\n"
-                           "\n"
-                           "{\"machine_id\":\"b\",\"ts\":6,\"nope\":1}\n"
-                           "not json\n"
-                           "{\"machine_id\":\"c\",\"ts\":7,\"air_temperature_k\":null}\n");
+    char *path =
+        write_tmp("{\"machine_id\":\"a\",\"ts\":5,\"torque_nm\":12.5,\"product_type\":\"H\","
+                  "\"tags\":{\"site\":\"x\"}}\n"
+                  "\n"
+                  "{\"machine_id\":\"b\",\"ts\":6,\"nope\":1}\n"
+                  "not json\n"
+                  "{\"machine_id\":\"c\",\"ts\":7,\"air_temperature_k\":null}\n");
     sn_source_opts_t o = {.kind = SN_SOURCE_JSONL, .path = path};
     char errstr[256];
     sn_source_t *src = sn_source_new(&o, &schema, errstr, sizeof(errstr));
@@ -163,8 +171,13 @@ Test(source, jsonl) {
 
 /* Runs a fleet and returns a checksum of everything it emitted. */
 static uint64_t fleet_digest(uint64_t seed, uint64_t n, int *failures, FILE *fout) {
-    sn_source_opts_t o = {.kind = SN_SOURCE_FLEET, .machines = 10, .seed = seed, .limit = n,
-                          .start_ms = 0, .step_ms = 1000, .failures_out = fout};
+    sn_source_opts_t o = {.kind = SN_SOURCE_FLEET,
+                          .machines = 10,
+                          .seed = seed,
+                          .limit = n,
+                          .start_ms = 0,
+                          .step_ms = 1000,
+                          .failures_out = fout};
     char errstr[256];
     sn_source_t *src = sn_source_new(&o, &schema, errstr, sizeof(errstr));
     sn_event_t ev;

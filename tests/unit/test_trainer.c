@@ -25,7 +25,7 @@
 /* The telemetry.avsc numeric fields, as in test_source.c: the trainer is
  * tested on its own, without the codec. */
 static const char *fields[] = {"air_temperature_k", "process_temperature_k", "rotational_speed_rpm",
-                               "torque_nm", "tool_wear_min", "product_type"};
+                               "torque_nm",         "tool_wear_min",         "product_type"};
 #define NFIELDS 6
 
 static int field_index(void *opaque, const char *name) {
@@ -51,10 +51,13 @@ static int parse(void *opaque, int index, const char *text, double *out) {
 
 static const sn_source_schema_t schema = {NFIELDS, field_index, parse, NULL};
 
-static const char *ai4i_map[] = {
-    "air_temperature_k=Air temperature [K]", "process_temperature_k=Process temperature [K]",
-    "rotational_speed_rpm=Rotational speed [rpm]", "torque_nm=Torque [Nm]", "tool_wear_min=Tool wear [min]",
-    "product_type=Type", "tag.label=Machine failure"};
+static const char *ai4i_map[] = {"air_temperature_k=Air temperature [K]",
+                                 "process_temperature_k=Process temperature [K]",
+                                 "rotational_speed_rpm=Rotational speed [rpm]",
+                                 "torque_nm=Torque [Nm]",
+                                 "tool_wear_min=Tool wear [min]",
+                                 "product_type=Type",
+                                 "tag.label=Machine failure"};
 
 #define SPEC "tests/data/model/ai4i_features.json"
 
@@ -77,8 +80,13 @@ TestSuite(trainer, .init = setup, .fini = teardown, .timeout = 120);
 static void ai4i_opts(sn_trainer_opts_t *o, const char *path) {
     memset(o, 0, sizeof(*o));
     sn_trainer_opts_from_conf(conf, o);
-    o->source = (sn_source_opts_t){.kind = SN_SOURCE_CSV, .path = path, .map = ai4i_map, .nmap = 7,
-                                   .machine_id = "ai4i-mill", .start_ms = 1767225600000LL, .step_ms = 60000};
+    o->source = (sn_source_opts_t){.kind = SN_SOURCE_CSV,
+                                   .path = path,
+                                   .map = ai4i_map,
+                                   .nmap = 7,
+                                   .machine_id = "ai4i-mill",
+                                   .start_ms = 1767225600000LL,
+                                   .step_ms = 60000};
     o->schema = &schema;
     o->spec_path = SPEC;
 }
@@ -128,11 +136,12 @@ Test(trainer, ai4i_quality_bar) {
     cr_assert_eq(r->train.positives + r->valid.positives + r->holdout.positives, 339);
     cr_assert_lt(r->valid.to_ms, r->holdout.from_ms, "splits overlap in time");
     cr_assert_lt(r->train.to_ms, r->valid.from_ms, "splits overlap in time");
-    cr_log_info("AI4I holdout: PR-AUC %.4f ROC-AUC %.4f best F1 %.4f precision %.4f recall %.4f F1 %.4f "
-                "alerts/1000 %.2f threshold %.4f, %d rounds, training %.2f s",
-                r->test.pr_auc, r->test.roc_auc, r->test.best_f1, r->test.at.precision, r->test.at.recall,
-                r->test.at.f1, r->test.at.alerts_per_1000, r->threshold, r->train_info.best_round + 1,
-                r->train_seconds);
+    cr_log_info(
+        "AI4I holdout: PR-AUC %.4f ROC-AUC %.4f best F1 %.4f precision %.4f recall %.4f F1 %.4f "
+        "alerts/1000 %.2f threshold %.4f, %d rounds, training %.2f s",
+        r->test.pr_auc, r->test.roc_auc, r->test.best_f1, r->test.at.precision, r->test.at.recall,
+        r->test.at.f1, r->test.at.alerts_per_1000, r->threshold, r->train_info.best_round + 1,
+        r->train_seconds);
     cr_assert_geq(r->test.pr_auc, 0.77, "holdout PR-AUC %.4f below the bar", r->test.pr_auc);
     cr_assert_gt(r->test.roc_auc, 0.9);
     cr_assert_lt(r->train_seconds, 30);
@@ -154,7 +163,8 @@ Test(trainer, ai4i_quality_bar) {
     {
         /* the spec comes back from the card bit for bit (power_w's scale is 2*pi/60) */
         const char *text = sn_card_feature_spec(card);
-        sn_feature_spec_t *a = sn_feature_spec_load(SPEC, err, sizeof(err)), *b = sn_feature_spec_parse(text, strlen(text), err, sizeof(err));
+        sn_feature_spec_t *a = sn_feature_spec_load(SPEC, err, sizeof(err)),
+                          *b = sn_feature_spec_parse(text, strlen(text), err, sizeof(err));
         char *ja, *jb;
 
         cr_assert(a && b, "%s", err);
@@ -250,7 +260,8 @@ Test(trainer, threshold_policies) {
     cr_assert_geq(b->validation.at.precision, 0.9);
     /* the lowest such threshold: the next validation score below it misses the target */
     cr_assert_geq(b->validation.at.recall, 0.0);
-    cr_log_info("max-f1 threshold %.4f (val P %.3f R %.3f), precision>=0.9 threshold %.4f (val P %.3f R %.3f)",
+    cr_log_info("max-f1 threshold %.4f (val P %.3f R %.3f), precision>=0.9 threshold %.4f (val P "
+                "%.3f R %.3f)",
                 a->threshold, a->validation.at.precision, a->validation.at.recall, b->threshold,
                 b->validation.at.precision, b->validation.at.recall);
 
@@ -267,8 +278,12 @@ Test(trainer, threshold_policies) {
  * come from failures within the horizon after each event. */
 Test(trainer, labels_from_failures_and_a_horizon) {
     char *d = tmpdir(), events[512], failures[512], err[512], line[1024];
-    sn_source_opts_t fo = {.kind = SN_SOURCE_FLEET, .machines = 20, .seed = 3, .start_ms = 1767225600000LL,
-                           .step_ms = 60000, .limit = 20 * 1500};
+    sn_source_opts_t fo = {.kind = SN_SOURCE_FLEET,
+                           .machines = 20,
+                           .seed = 3,
+                           .start_ms = 1767225600000LL,
+                           .step_ms = 60000,
+                           .limit = 20 * 1500};
     sn_source_t *src;
     sn_event_t ev;
     FILE *ef, *ff;
@@ -286,8 +301,12 @@ Test(trainer, labels_from_failures_and_a_horizon) {
     cr_assert_not_null(src, "%s", err);
     while (sn_source_next(src, &ev, err, sizeof(err)) == 1) {
         fprintf(ef, "{\"machine_id\": \"%s\", \"ts\": %lld", ev.machine_id, (long long)ev.ts_ms);
-        for (int i = 0; i < NFIELDS - 1; i++) fprintf(ef, ", \"%s\": %.17g", fields[i], ev.values[i]);
-        fprintf(ef, ", \"product_type\": \"%s\"}\n", ev.values[5] == 0 ? "L" : ev.values[5] == 1 ? "M" : "H");
+        for (int i = 0; i < NFIELDS - 1; i++)
+            fprintf(ef, ", \"%s\": %.17g", fields[i], ev.values[i]);
+        fprintf(ef, ", \"product_type\": \"%s\"}\n",
+                ev.values[5] == 0   ? "L"
+                : ev.values[5] == 1 ? "M"
+                                    : "H");
     }
     sn_source_destroy(src);
     fclose(ef);
@@ -313,7 +332,8 @@ Test(trainer, labels_from_failures_and_a_horizon) {
     /* each failure labels up to 31 events of its machine (the horizon at one-minute steps) */
     cr_assert_gt(r->train.positives + r->valid.positives + r->holdout.positives, nfail);
     cr_assert_leq(r->train.positives + r->valid.positives + r->holdout.positives, nfail * 31);
-    /* rows within the horizon before a split are left out: 30 one-minute steps of 20 machines, twice */
+    /* rows within the horizon before a split are left out: 30 one-minute steps of 20 machines,
+     * twice */
     cr_assert_eq(r->embargoed, 2 * 20 * 30);
     cr_assert_gt(r->test.roc_auc, 0.6);
     {
@@ -335,7 +355,8 @@ Test(trainer, labels_from_failures_and_a_horizon) {
 Test(trainer, built_in_ai4i_spec_is_the_file) {
     char err[256];
     const char *text = sn_trainer_ai4i_spec_json();
-    sn_feature_spec_t *a = sn_feature_spec_load(SPEC, err, sizeof(err)), *b = sn_feature_spec_parse(text, strlen(text), err, sizeof(err));
+    sn_feature_spec_t *a = sn_feature_spec_load(SPEC, err, sizeof(err)),
+                      *b = sn_feature_spec_parse(text, strlen(text), err, sizeof(err));
     char *ja, *jb;
 
     cr_assert(a && b, "%s", err);
@@ -420,7 +441,9 @@ static char *capture_stderr_end(int saved, const char *path) {
 
 static sn_gate_result_t publish(sn_registry_t *reg, const char *csv, char **log) {
     sn_trainer_opts_t o;
-    sn_gate_opts_t g = {.alias = "production", .challenger_alias = "challenger", .promote = 1,
+    sn_gate_opts_t g = {.alias = "production",
+                        .challenger_alias = "challenger",
+                        .promote = 1,
                         .min_improvement = 0.005};
     sn_gate_result_t res;
     sn_trainer_t *t;
@@ -464,7 +487,8 @@ Test(trainer, gate_promotes_only_a_better_model) {
     cr_assert_str_eq(r2.version, "2");
     cr_assert_str_eq(r2.production_version, "1");
     cr_assert_gt(r2.challenger_pr_auc, r2.production_pr_auc + 0.005);
-    cr_assert(strstr(log, "challenger PR-AUC") && strstr(log, ">= production") && strstr(log, "promoting version 2"),
+    cr_assert(strstr(log, "challenger PR-AUC") && strstr(log, ">= production") &&
+                  strstr(log, "promoting version 2"),
               "%s", log);
     free(log);
     cr_assert_eq(sn_registry_get_alias(reg, "production", v, err, sizeof(err)), 0, "%s", err);
@@ -480,7 +504,8 @@ Test(trainer, gate_promotes_only_a_better_model) {
     {
         char both[128];
 
-        snprintf(both, sizeof(both), "challenger PR-AUC %.3f < production %.3f + 0.005: not promoting",
+        snprintf(both, sizeof(both),
+                 "challenger PR-AUC %.3f < production %.3f + 0.005: not promoting",
                  r3.challenger_pr_auc, r3.production_pr_auc);
         cr_assert(strstr(log, both), "log lacks \"%s\":\n%s", both, log);
     }
@@ -495,7 +520,8 @@ Test(trainer, gate_promotes_only_a_better_model) {
         size_t len;
         sn_card_t *c;
 
-        cr_assert_eq(sn_registry_fetch(reg, "3", NULL, NULL, &card, &len, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(sn_registry_fetch(reg, "3", NULL, NULL, &card, &len, err, sizeof(err)), 0,
+                     "%s", err);
         c = sn_card_parse(card, len, err, sizeof(err));
         cr_assert_not_null(c, "%s", err);
         cr_assert_str_eq(sn_card_parent_version(c), "2");
@@ -519,6 +545,7 @@ Test(trainer, gate_rule) {
     cr_assert_str_eq(msg, "challenger PR-AUC 0.741 < production 0.771 + 0.005: not promoting");
     cr_assert_not(sn_gate_decide(0.775, 0.771, 1, 0.005, "4", "production", msg, sizeof(msg)));
     cr_assert(sn_gate_decide(0.7761, 0.771, 1, 0.005, "4", "production", msg, sizeof(msg)));
-    cr_assert_str_eq(msg, "challenger PR-AUC 0.776 >= production 0.771 + 0.005: promoting version 4");
+    cr_assert_str_eq(msg,
+                     "challenger PR-AUC 0.776 >= production 0.771 + 0.005: promoting version 4");
     cr_assert_not(sn_gate_decide(NAN, 0.771, 1, 0.005, "4", "production", msg, sizeof(msg)));
 }
