@@ -16,8 +16,8 @@
 #include "scoring/trainer.h"
 
 #define MAP_MAX 64
-#define DEFAULT_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z: fixed, so a rerun is identical   \
-                                          */
+/* 2026-01-01T00:00:00Z: fixed, so a rerun is identical. */
+#define DEFAULT_START_MS 1767225600000LL
 
 static void usage(FILE *out) {
     fprintf(out,
