@@ -5,9 +5,10 @@
  * so nothing is committed before its side effects are durable (at-least-once).
  * While a dependency is down the caller keeps its batch and calls
  * sn_consumer_pause(): the consumer stops fetching (memory stays bounded) but
- * keeps serving the group protocol, so it is not kicked out. A rebalance that
- * takes partitions away drops the uncommitted records of those partitions from
- * the batch in hand: their new owner will get them again. */
+ * keeps serving the group protocol, so it is not kicked out. When a rebalance
+ * takes partitions away, the batch in hand keeps their records (processing them
+ * again is harmless: side effects are idempotent) but their offsets are not
+ * stored: the new owner gets them again. */
 #ifndef SN_CONSUMER_H
 #define SN_CONSUMER_H
 
@@ -81,8 +82,7 @@ void sn_batch_free(sn_batch_t *batch);
 void sn_consumer_pause(sn_consumer_t *c, int paused);
 
 /* Serves the group protocol and rebalances without taking records; call it
- * while paused. May drop records of revoked partitions from batch (may be
- * NULL). */
+ * while paused. batch is unused (may be NULL). */
 void sn_consumer_serve(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms);
 
 /* Synchronous commit of stored offsets (at shutdown). */
