@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "consumers/alerting.h"
 #include "consumers/consumer.h"
+#include "consumers/scorer_challenger.h"
 #include "consumers/scorer_model.h"
 #include "producers/dlq.h"
 #include "producers/producer.h"
@@ -31,6 +32,7 @@ struct sn_scorer {
     sn_producer_t *producer;
     sn_alerter_t *alerter;
     sn_model_ctx_t *ctx;
+    sn_scorer_challenger_t *challenger; /* shadow or canary (scorer.challenger) */
 
     /* The model in use, owned by the scoring thread, and the next one, handed
      * over by the loader thread between batches: one atomic exchange per batch
@@ -99,6 +101,7 @@ static void *loader_main(void *arg) {
             continue;
         }
         next = mono_ms() + interval_ms;
+        sn_scorer_challenger_poll(s->challenger);
         rc = sn_scorer_version_resolve(s->conf, resolved, sizeof(resolved), errstr, sizeof(errstr));
         if (rc != 0) {
             sn_log_warn("scorer", "model registry: %s (keeping version %s)", errstr, loaded);
@@ -180,12 +183,23 @@ static int stage_decode(sn_scorer_t *s, const sn_batch_t *b, char *errstr, size_
     return (int)k;
 }
 
+/* The version that serves event j: the challenger for a canary machine, else
+ * production; row (may be NULL) gets the event's features in its spec. */
+static const sn_scorer_version_t *serving(const sn_scorer_t *s, size_t j, const float **row) {
+    const sn_scorer_version_t *v = sn_scorer_challenger_serves(s->challenger, j, row);
+
+    if (v) return v;
+    if (row) *row = &s->x[j * sn_feature_spec_nfeatures(s->current->spec)];
+    return s->current;
+}
+
 /* Fills an alert for event j, with the features that pushed its score up. */
 static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_alerting_action act,
                        sn_alert_t *a) {
-    const sn_scorer_version_t *v = s->current;
+    const float *row;
+    const sn_scorer_version_t *v = serving(s, j, &row);
     const sn_record_t *r = &b->records[s->rec_of[j]];
-    size_t nf = sn_feature_spec_nfeatures(v->spec), nr = 0;
+    size_t nr = 0;
     sn_model_reason_t why[TOP_FEATURES];
     char errstr[256];
 
@@ -200,8 +214,7 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
     a->state = act == SN_ALERTING_OPEN       ? SN_ALERT_OPEN
                : act == SN_ALERTING_RENOTIFY ? SN_ALERT_RENOTIFY
                                              : SN_ALERT_RESOLVED;
-    if (sn_model_explain(v->model, &s->x[j * nf], TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) !=
-        0) {
+    if (sn_model_explain(v->model, row, TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) != 0) {
         sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
         nr = 0;
     }
@@ -217,7 +230,6 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
 /* Sends the score records and the alerts of n scored events. */
 static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t *alerts,
                        size_t *nalerts, char *errstr, size_t errstr_size) {
-    const sn_scorer_version_t *v = s->current;
     unsigned char frame[FRAME_MAX];
     size_t len;
     int rc;
@@ -226,6 +238,7 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
     for (size_t j = 0; j < n; j++) {
         const sn_event_t *ev = &s->evs[j];
         const sn_record_t *r = &b->records[s->rec_of[j]];
+        const sn_scorer_version_t *v = serving(s, j, NULL);
         enum sn_alerting_action act;
 
         if (s->scores_enabled) {
@@ -287,6 +300,7 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
 
         if (s->opts.max_records && s->stats.consumed >= s->opts.max_records) break;
         maybe_swap(s);
+        sn_scorer_challenger_swap(s->challenger);
         n = sn_consumer_poll_batch(s->consumer, &batch, 200);
         if (s->opts.on_heartbeat) s->opts.on_heartbeat(s->opts.opaque);
         if (n < 0) {
@@ -337,9 +351,25 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
                                             errstr, errstr_size)) != 0)
             break;
 
+        /* the challenger's share (shadow: every event, canary: its machines),
+         * on its own features; the same retry as production's features */
+        attempt = 0;
+        while (k > 0 &&
+               (rc = sn_scorer_challenger_score(s->challenger, s->current, s->evs, s->parts,
+                                                s->offs, (size_t)k, s->scores, errstr,
+                                                errstr_size)) == SN_ERR_TRANSIENT &&
+               !*stop) {
+            sn_counter_inc(s->m.redis_errors);
+            backoff(s, attempt++, stop);
+        }
+        if (rc != 0) break;
+        if (attempt) sn_consumer_pause(s->consumer, 0);
+
         /* sinks, then wait for the broker to have all of them before the
          * offsets are stored */
-        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0)
+        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0 ||
+            (rc = sn_scorer_challenger_sinks(s->challenger, s->producer, &batch, s->evs, s->rec_of,
+                                             (size_t)k, errstr, errstr_size)) != 0)
             break;
         attempt = 0;
         while (sn_producer_flush(s->producer, 1000) != 0 && !*stop) {
@@ -362,7 +392,8 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         }
         if (s->opts.on_scored)
             for (int j = 0; j < k; j++)
-                s->opts.on_scored(s->opts.opaque, &s->evs[j], s->scores[j], s->current->threshold);
+                s->opts.on_scored(s->opts.opaque, &s->evs[j], s->scores[j],
+                                  serving(s, (size_t)j, NULL)->threshold);
         for (size_t i = 0; i < nalerts; i++) {
             sn_counter_inc(sn_counter_vec_get(
                 s->m.alerts,
@@ -488,6 +519,9 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
     copts.batch_max_ms = (int)sn_conf_int(conf, "scorer.batch.max.ms");
     if (!(s->consumer = sn_consumer_new(conf, &copts, errstr, errstr_size))) goto fail;
     register_metrics(s, opts->metrics);
+    if (!(s->challenger =
+              sn_scorer_challenger_new(conf, s->codec, opts->metrics, s->cap, errstr, errstr_size)))
+        goto fail;
     sn_gauge_set(sn_gauge_vec_get(s->m.model_info, (const char *[]){s->current->version}), 1);
     if (pthread_create(&s->loader, NULL, loader_main, s) != 0) {
         sn_err_set(errstr, errstr_size, SN_ERR_FATAL, "cannot start the model loader thread");
@@ -522,6 +556,7 @@ void sn_scorer_destroy(sn_scorer_t *s) {
         pthread_join(s->loader, NULL);
     }
     sn_scorer_version_destroy(atomic_exchange(&s->pending, NULL));
+    sn_scorer_challenger_destroy(s->challenger);
     sn_consumer_destroy(s->consumer);
     sn_producer_destroy(s->producer, 5000);
     sn_alerter_destroy(s->alerter);

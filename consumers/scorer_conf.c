@@ -15,6 +15,16 @@ const sn_conf_def_t sn_scorer_conf_defs[] = {
      "Longest wait between retries of a batch while Redis or the schema registry is down."},
     {"scorer.poll.interval.s", SN_CONF_INT, "300", 1, 86400, NULL, 0,
      "How often the scorer asks the registry where model.alias points."},
+    {"scorer.challenger", SN_CONF_ENUM, "off", 0, 0, "off|shadow|canary", 0,
+     "What the challenger (model.challenger.alias) does: off; shadow scores every event, its "
+     "score records go to topic.shadow and to the agreement metrics, never to alerts; canary "
+     "serves the machines selected by scorer.canary.fraction for real (score records and alerts "
+     "naming the challenger's version)."},
+    {"scorer.canary.fraction", SN_CONF_DOUBLE, "0.05", 0, 1, NULL, 0,
+     "Share of machines the canary routes to the challenger: those whose hash of the machine "
+     "id (FNV-1a 64 of its bytes, then MurmurHash3's fmix64, divided by 2^64) is below it."},
+    {"topic.shadow", SN_CONF_STR, "telemetry.shadow-scores", 0, 0, NULL, 0,
+     "Topic of the challenger's score records in shadow mode (schemas/score.avsc)."},
     {"topic.dlq", SN_CONF_STR, "telemetry.dlq", 0, 0, NULL, 0,
      "Dead-letter topic: records that cannot be decoded, with the reason in headers."},
     {"topic.alerts", SN_CONF_STR, "machine-failures", 0, 0, NULL, 0, "Topic of failure alerts."},

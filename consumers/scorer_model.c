@@ -10,12 +10,20 @@
 
 int sn_scorer_version_resolve(const sn_conf_t *conf, char *version, size_t size, char *errstr,
                               size_t errstr_size) {
+    return sn_scorer_version_resolve_alias(conf, sn_conf_str(conf, "model.alias"), version, size,
+                                           errstr, errstr_size);
+}
+
+/* One registry handle per call: the loader thread asks rarely, and a fresh
+ * handle picks up a registry that moved or came back. */
+int sn_scorer_version_resolve_alias(const sn_conf_t *conf, const char *alias, char *version,
+                                    size_t size, char *errstr, size_t errstr_size) {
     char v[SN_REGISTRY_VERSION_MAX];
     sn_registry_t *reg = sn_registry_from_conf(conf, errstr, errstr_size);
     int rc;
 
     if (!reg) return SN_ERR_INVALID;
-    rc = sn_registry_get_alias(reg, sn_conf_str(conf, "model.alias"), v, errstr, errstr_size);
+    rc = sn_registry_get_alias(reg, alias, v, errstr, errstr_size);
     sn_registry_destroy(reg);
     if (rc == 0) snprintf(version, size, "%s", v);
     return rc;
@@ -27,6 +35,15 @@ static int field_index(void *opaque, const char *name) {
 
 sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_codec_t *codec,
                                             const char *version, char *errstr, size_t errstr_size) {
+    return sn_scorer_version_load_prefix(
+        conf, codec, version, sn_conf_str(conf, "redis.key.prefix"), errstr, errstr_size);
+}
+
+/* Everything that can fail happens here, on the loader thread, so that the
+ * scoring thread only ever swaps in a version that is ready to serve. */
+sn_scorer_version_t *sn_scorer_version_load_prefix(const sn_conf_t *conf, const sn_codec_t *codec,
+                                                   const char *version, const char *key_prefix,
+                                                   char *errstr, size_t errstr_size) {
     sn_scorer_version_t *v = calloc(1, sizeof(*v));
     sn_registry_t *reg = NULL;
     sn_card_t *card = NULL;
@@ -58,7 +75,7 @@ sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_code
                                    (int)sn_conf_int(conf, "model.nthread"), why, sizeof(why))) ||
         !(ctx = sn_model_ctx_new(why, sizeof(why))) ||
         sn_model_warmup(v->model, ctx, why, sizeof(why)) != 0 ||
-        !(v->features = sn_feature_redis_new(conf, v->spec, why, sizeof(why)))) {
+        !(v->features = sn_feature_redis_new_prefix(conf, v->spec, key_prefix, why, sizeof(why)))) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "version %s: %s", version, why);
         goto out;
     }

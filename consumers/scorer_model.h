@@ -30,12 +30,22 @@ typedef struct sn_scorer_version {
 int sn_scorer_version_resolve(const sn_conf_t *conf, char *version, size_t size, char *errstr,
                               size_t errstr_size);
 
+/* As sn_scorer_version_resolve, for another alias of model.name (borrowed). */
+int sn_scorer_version_resolve_alias(const sn_conf_t *conf, const char *alias, char *version,
+                                    size_t size, char *errstr, size_t errstr_size);
+
 /* Fetches, checks, loads and warms up a version. codec (borrowed) is only used
  * to look up field positions, which never change, so the loader thread may
  * use the scoring thread's codec for that. NULL with errstr naming what is
  * wrong (a corrupt model, a hash mismatch, a spec the schema cannot feed). */
 sn_scorer_version_t *sn_scorer_version_load(const sn_conf_t *conf, const sn_codec_t *codec,
                                             const char *version, char *errstr, size_t errstr_size);
+
+/* As sn_scorer_version_load, with the version's feature state under
+ * key_prefix (borrowed for the call) instead of redis.key.prefix. */
+sn_scorer_version_t *sn_scorer_version_load_prefix(const sn_conf_t *conf, const sn_codec_t *codec,
+                                                   const char *version, const char *key_prefix,
+                                                   char *errstr, size_t errstr_size);
 
 /* NULL-safe. */
 void sn_scorer_version_destroy(sn_scorer_version_t *v);

@@ -388,8 +388,18 @@ static void version_init(sn_feature_redis_t *r) {
 
 sn_feature_redis_t *sn_feature_redis_new(const sn_conf_t *conf, const sn_feature_spec_t *spec,
                                          char *errstr, size_t errstr_size) {
+    return sn_feature_redis_new_prefix(conf, spec, sn_conf_str(conf, "redis.key.prefix"), errstr,
+                                       errstr_size);
+}
+
+/* The prefix is a parameter so that two backends of one process (the
+ * production model and a challenger with the same layout) can keep their
+ * states apart: with one prefix they would share the hashes, and the second
+ * to apply a batch would see every event as a redelivery. */
+sn_feature_redis_t *sn_feature_redis_new_prefix(const sn_conf_t *conf,
+                                                const sn_feature_spec_t *spec, const char *prefix,
+                                                char *errstr, size_t errstr_size) {
     sn_feature_redis_t *r = NULL;
-    const char *prefix = sn_conf_str(conf, "redis.key.prefix");
     int64_t timeout_ms = sn_conf_int(conf, "redis.timeout.ms");
     int64_t cache = sn_conf_int(conf, "feature.cache.machines");
 

@@ -57,6 +57,12 @@ typedef struct sn_feature_redis_stats {
 sn_feature_redis_t *sn_feature_redis_new(const sn_conf_t *conf, const sn_feature_spec_t *spec,
                                          char *errstr, size_t errstr_size);
 
+/* As sn_feature_redis_new, with the key prefix given (borrowed for the call)
+ * instead of redis.key.prefix. */
+sn_feature_redis_t *sn_feature_redis_new_prefix(const sn_conf_t *conf,
+                                                const sn_feature_spec_t *spec, const char *prefix,
+                                                char *errstr, size_t errstr_size);
+
 /* Applies a batch of n events (borrowed; any mix of machines, each machine's
  * events in the order given) and writes every event's vector to out
  * (caller-owned, n * nfeatures floats, row-major) and its SN_FEATURES_* bits
