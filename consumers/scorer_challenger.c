@@ -208,7 +208,7 @@ sn_scorer_challenger_t *sn_scorer_challenger_new(const sn_conf_t *conf, sn_codec
                     mode_str(c->mode), c->current->name, c->current->version, c->current->threshold,
                     sn_feature_spec_nfeatures(c->current->spec));
         if (c->mode == SN_CHALLENGER_CANARY)
-            sn_log_info("scorer", "canary: machines with FNV-1a hash below %.4f go to version %s",
+            sn_log_info("scorer", "canary: machines whose hash is below %.4f go to version %s",
                         c->fraction, c->current->version);
     }
     return c;
