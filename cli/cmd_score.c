@@ -14,7 +14,10 @@ static void usage(FILE *out) {
                  "Joins the consumer group scorer.group.id on topic.telemetry, keeps rolling\n"
                  "features per machine in Redis (redis.url), scores every event with the model\n"
                  "at model.alias in the registry (registry.url), sends alerts to topic.alerts,\n"
-                 "score records to topic.scores and bad records to topic.dlq. Serves /metrics,\n"
+                 "score records to topic.scores and bad records to topic.dlq. With\n"
+                 "scorer.challenger=shadow the model at model.challenger.alias also scores every\n"
+                 "event into topic.shadow; with canary it serves the machines whose hash is\n"
+                 "below scorer.canary.fraction (see README, Challenger). Serves /metrics,\n"
                  "/healthz and /readyz on metrics.bind:metrics.port. SIGTERM or Ctrl-C finishes\n"
                  "the batch in hand, commits and exits.\n\n");
     cli_conf_usage(out);
