@@ -196,6 +196,10 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
         return reply(c, 204, "", NULL);
     }
     if (strcmp(method, "PUT") == 0) {
+        const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+
+        if (inm && strcmp(inm, "*") == 0 && find(key))
+            return reply(c, 412, "<Error><Code>PreconditionFailed</Code></Error>", NULL);
         store(key, body ? body : "", len);
         return reply(c, 200, "", "\"x\"");
     }
@@ -364,6 +368,40 @@ Test(s3, put_get_head_delete_with_checksums) {
     cr_assert_eq(sn_s3_delete(s3, "never", errstr, sizeof(errstr)), 0, "deleting nothing is fine");
     cr_assert_eq(F.bad, 0, "every request had a signature and the right payload hash and MD5");
     cr_assert_eq(F.saw_expect, 0, "no Expect: 100-continue");
+    sn_s3_destroy(s3);
+}
+
+/* The conditional PUT: the header is signed and sent, a 412 is the answer
+ * "exists" (1, not an error, not retried, nothing overwritten), a 409
+ * conflict is retried, and an unconditional PUT still overwrites. */
+Test(s3, put_if_absent) {
+    sn_s3_t *s3 = client(1);
+    char errstr[256], *got = NULL;
+    size_t len = 0;
+    sn_s3_stats_t st;
+
+    cr_assert_eq(sn_s3_put_if_absent(s3, "claim", "first", 5, NULL, errstr, sizeof(errstr)), 0,
+                 "%s", errstr);
+    cr_assert_eq(sn_s3_put_if_absent(s3, "claim", "second", 6, NULL, errstr, sizeof(errstr)), 1,
+                 "%s", errstr);
+    cr_assert(strstr(errstr, "412"), "%s", errstr);
+    cr_assert(strstr(F.last_auth, "if-none-match"), "If-None-Match is signed: %s", F.last_auth);
+    cr_assert_eq(sn_s3_get(s3, "claim", &got, &len, 64, errstr, sizeof(errstr)), 0);
+    cr_assert_str_eq(got, "first", "the refused PUT wrote nothing");
+    free(got);
+    F.fail_next = 1;
+    F.fail_status = 409;
+    F.fail_code = "ConditionalRequestConflict";
+    cr_assert_eq(sn_s3_put_if_absent(s3, "other", "x", 1, NULL, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
+    sn_s3_stats(s3, &st);
+    cr_assert_eq(st.retries, 1);
+    cr_assert_eq(st.failures, 0);
+    cr_assert_eq(sn_s3_put(s3, "claim", "third", 5, NULL, errstr, sizeof(errstr)), 0, "%s", errstr);
+    cr_assert_eq(sn_s3_get(s3, "claim", &got, &len, 64, errstr, sizeof(errstr)), 0);
+    cr_assert_str_eq(got, "third");
+    free(got);
+    cr_assert_eq(F.bad, 0);
     sn_s3_destroy(s3);
 }
 
