@@ -2,9 +2,9 @@
  * credential provider chain.
  *
  * Like Fluent Bit's out_s3, three files with one concern each:
- *   s3.c        the client: addressing, PutObject, multipart upload, GET, HEAD,
- *               ListObjectsV2, DELETE, retries with exponential backoff and
- *               jitter, error classification
+ *   s3.c        the client: addressing, PutObject (also If-None-Match: *),
+ *               multipart upload, GET, HEAD, ListObjectsV2, DELETE, retries
+ *               with exponential backoff and jitter, error classification
  *   s3_sigv4.c  Signature V4 (OpenSSL SHA-256/HMAC), URI encoding, canonical
  *               query strings
  *   s3_creds.c  credentials: config, environment, shared credentials file,
