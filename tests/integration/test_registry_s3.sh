@@ -8,8 +8,9 @@
 #      printed: s3s-fs checks and then writes, so several may win, which is why
 #      registry_s3.c does not rely on it alone);
 #   1. the registry_s3 Criterion tests on this server: the round trip of the
-#      file backend (register, fetch, aliases, history, rollback, list), model
-#      names kept apart, 4 processes x 10 concurrent registrations getting
+#      file backend (register, fetch, aliases, history, rollback, list), a
+#      binary model byte for byte, model names kept apart, 4 processes x 10
+#      concurrent registrations getting
 #      distinct numbers, and errors naming the URL (403, missing bucket, no
 #      server);
 #   2. the commands: train --promote (exit 0), train on shuffled labels with
@@ -95,6 +96,8 @@ if [ -x "$SN_UNIT_DIR/test_registry" ]; then
     "$SN_UNIT_DIR/test_registry" --jobs 1 --filter 'registry_s3*/*' >"$tmp/unit.out" 2>&1
   rc=$?
   grep -E "race:|Synthesis|FAIL|Assert" "$tmp/unit.out" | sed 's/^/  /'
+  echo "  writers that got past If-None-Match together and were split by the claims:" \
+    "$(grep -c "passed the conditional PUT too" "$tmp/unit.out")"
   check "registry_s3 Criterion tests on $S3_ENDPOINT" test "$rc" = 0
   check "the live tests ran (not skipped)" grep -q "race: 40 registrations" "$tmp/unit.out"
 else

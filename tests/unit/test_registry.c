@@ -458,6 +458,29 @@ Test(registry_s3_live, names_are_separate_and_layout_is_documented) {
     sn_registry_destroy(b);
 }
 
+Test(registry_s3_live, real_model_round_trip) {
+    char err[512], v[V];
+    size_t len, lm = 0;
+    uint8_t *model = read_all(SN_SOURCE_DIR "/tests/data/model/fixture.ubj", &len), *back = NULL;
+    char *card = make_card(model, len, 0.77);
+    sn_registry_t *reg = open_reg(s3_url, "real");
+    sn_card_t *c;
+
+    cr_assert_eq(sn_registry_register(reg, model, len, card, strlen(card), v, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(sn_registry_fetch(reg, v, &back, &lm, NULL, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(lm, len);
+    cr_assert_eq(memcmp(back, model, len), 0, "binary model bytes changed on the way through S3");
+    c = sn_card_parse(card, strlen(card), err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    cr_assert_eq(sn_card_verify_model(c, back, lm, err, sizeof(err)), 0, "%s", err);
+    sn_card_destroy(c);
+    free(back);
+    free(card);
+    free(model);
+    sn_registry_destroy(reg);
+}
+
 /* Four processes registering ten versions each at once never share a number
  * (the claims of registry_s3.c; the server's If-None-Match alone does not
  * guarantee it). Numbers may be skipped under contention. */
