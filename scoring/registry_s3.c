@@ -23,11 +23,15 @@
  * - Aliases: aliases/<alias> holds the version (one atomic PUT), and every
  *   move appends aliases/<alias>.history/<seq> holding the rollback stack
  *   after the move, written with If-None-Match: * (a move that loses the
- *   sequence number re-reads and retries). On AWS that orders concurrent
- *   moves; on s3s-fs two moves at the same instant can both take a number
- *   and one history is lost, like the MLflow backend. The alias object is
- *   written after its history, so a crash between the two leaves a harmless
- *   extra rollback entry, as in the file backend. */
+ *   sequence number re-reads and retries). On AWS that orders the histories
+ *   of concurrent moves; on s3s-fs two moves at the same instant can both
+ *   take a number and one history is lost, like the MLflow backend. There is
+ *   no lock like the file backend's flock: on any S3, two moves at the same
+ *   instant can also write their alias objects in either order (the last PUT
+ *   wins). Alias moves are rare (a training, an operator), registrations are
+ *   what runs concurrently. The alias object is written after its history,
+ *   so a crash between the two leaves a harmless extra rollback entry, as in
+ *   the file backend. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
