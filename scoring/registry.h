@@ -69,9 +69,8 @@ typedef struct sn_registry_opts {
 } sn_registry_opts_t;
 
 /* Opens a registry. Does not contact a remote registry; a file registry's
- * folders are created on the first write, an S3 one's keys on the first
- * write. NULL with errstr set for a bad URL
- * or model name. */
+ * folders are created on the first write. NULL with errstr set for a bad URL
+ * (an S3 bucket name S3 would refuse, a prefix with "..") or model name. */
 sn_registry_t *sn_registry_new(const sn_registry_opts_t *opts, char *errstr, size_t errstr_size);
 
 /* Opens the registry that the registry.* and model.name keys of conf
