@@ -322,7 +322,10 @@ static void fake_stop(void) {
     for (int i = 0; i < 16; i++) free(F.partbuf[i]);
 }
 
-static sn_s3_t *client(int path_style) {
+/* A client of the fake with a request timeout of timeout_ms: short where a
+ * test waits for timeouts, long where 5 MiB parts go through the fake under
+ * ASan on a loaded machine (1.5 s was not always enough there). */
+static sn_s3_t *client_timeout(int path_style, long timeout_ms) {
     char ep[64], errstr[256];
     sn_s3_opts_t o;
     sn_s3_t *s3;
@@ -336,13 +339,15 @@ static sn_s3_t *client(int path_style) {
     o.max_retries = 3;
     o.backoff_ms = 5;
     o.backoff_max_ms = 20;
-    o.timeout_ms = 1500;
+    o.timeout_ms = timeout_ms;
     o.multipart_threshold = 6u << 20;
     o.part_size = 5u << 20;
     s3 = sn_s3_new_opts(&o, errstr, sizeof(errstr));
     cr_assert_not_null(s3, "%s", errstr);
     return s3;
 }
+
+static sn_s3_t *client(int path_style) { return client_timeout(path_style, 1500); }
 
 TestSuite(s3, .init = fake_start, .fini = fake_stop, .timeout = 60);
 
@@ -479,7 +484,7 @@ static char *write_temp(size_t size) {
 }
 
 Test(s3, multipart_above_threshold) {
-    sn_s3_t *s3 = client(1);
+    sn_s3_t *s3 = client_timeout(1, 30000);
     char errstr[256], *path = write_temp((13u << 20) + 123);
     sn_s3_stats_t st;
     struct obj *o;
@@ -520,7 +525,7 @@ Test(s3, small_file_is_one_put) {
 }
 
 Test(s3, multipart_aborted_on_failure) {
-    sn_s3_t *s3 = client(1);
+    sn_s3_t *s3 = client_timeout(1, 30000);
     char errstr[256], *path = write_temp(7u << 20);
     sn_s3_stats_t st;
 
