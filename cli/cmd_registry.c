@@ -18,8 +18,8 @@ static void usage(FILE *out) {
     fprintf(
         out,
         "usage: sentinel registry <command> [options]\n\n"
-        "Model versions and aliases in registry.url (file://DIR or mlflow+http://HOST:PORT),\n"
-        "under model.name.\n\n"
+        "Model versions and aliases in registry.url (file://DIR, mlflow+http://HOST:PORT or\n"
+        "s3://BUCKET[/PREFIX] with the s3.* keys), under model.name.\n\n"
         "commands:\n"
         "  list [--limit N]          versions, oldest first, with their aliases and holdout "
         "PR-AUC\n"

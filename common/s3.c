@@ -336,6 +336,7 @@ struct req {
     /* answer */
     struct rbuf *resp; /* body, capped; NULL: discarded unless resp_fd */
     int resp_fd;       /* >= 0: body written here (truncated per attempt) */
+    int conditional;   /* If-None-Match: * sent: 412 is an answer, 409 a retry */
     long status;
     char etag[ETAG_MAX];
     char code[64]; /* S3 error code */
@@ -434,6 +435,14 @@ static enum outcome classify(struct req *r, CURLcode cc, int *err) {
             return RETRY;
         }
         return OK;
+    }
+    /* A conditional PUT: 412 says the key exists (the caller's answer, not a
+     * failure); AWS answers 409 ConditionalRequestConflict while another
+     * conditional write of the key is in flight, and asks for a retry. */
+    if (r->conditional && r->status == 412) return OK;
+    if (r->conditional && r->status == 409) {
+        *err = SN_ERR_TRANSIENT;
+        return RETRY;
     }
     if (strcmp(r->code, "ExpiredToken") == 0 || strcmp(r->code, "TokenRefreshRequired") == 0 ||
         strcmp(r->code, "InvalidToken") == 0) {
@@ -656,17 +665,21 @@ static int do_request(sn_s3_t *s3, struct req *r, const char *payload_hash, char
 
 /* ---- operations --------------------------------------------------------------- */
 
-int sn_s3_put(sn_s3_t *s3, const char *key, const void *buf, size_t len, const char *content_type,
-              char *errstr, size_t errstr_size) {
+/* PutObject, plain or conditional; the one place both are built so that they
+ * sign the same headers. Returns 1 when a conditional PUT found the key. */
+static int put_object(sn_s3_t *s3, const char *key, const void *buf, size_t len,
+                      const char *content_type, int if_absent, char *errstr, size_t errstr_size) {
     char md5[32];
-    sn_s3_kv_t hdrs[2];
+    sn_s3_kv_t hdrs[3];
     size_t nh = 0;
     struct req r;
+    int rc;
 
     memset(&r, 0, sizeof(r));
     sn_s3_md5_base64(buf, len, md5);
     hdrs[nh++] = (sn_s3_kv_t){"Content-MD5", md5};
     if (content_type) hdrs[nh++] = (sn_s3_kv_t){"Content-Type", content_type};
+    if (if_absent) hdrs[nh++] = (sn_s3_kv_t){"If-None-Match", "*"};
     r.method = "PUT";
     r.key = key;
     r.headers = hdrs;
@@ -674,7 +687,23 @@ int sn_s3_put(sn_s3_t *s3, const char *key, const void *buf, size_t len, const c
     r.body = buf;
     r.body_len = len;
     r.resp_fd = -1;
-    return do_request(s3, &r, NULL, errstr, errstr_size);
+    r.conditional = if_absent;
+    if ((rc = do_request(s3, &r, NULL, errstr, errstr_size)) != 0) return rc;
+    if (if_absent && r.status == 412) {
+        sn_err_set(errstr, errstr_size, 0, "PUT %s: HTTP 412, the key exists", key);
+        return 1;
+    }
+    return 0;
+}
+
+int sn_s3_put(sn_s3_t *s3, const char *key, const void *buf, size_t len, const char *content_type,
+              char *errstr, size_t errstr_size) {
+    return put_object(s3, key, buf, len, content_type, 0, errstr, errstr_size);
+}
+
+int sn_s3_put_if_absent(sn_s3_t *s3, const char *key, const void *buf, size_t len,
+                        const char *content_type, char *errstr, size_t errstr_size) {
+    return put_object(s3, key, buf, len, content_type, 1, errstr, errstr_size);
 }
 
 /* pread until len bytes are in: a short read is not the end of a regular file. */

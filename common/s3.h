@@ -2,9 +2,9 @@
  * credential provider chain.
  *
  * Like Fluent Bit's out_s3, three files with one concern each:
- *   s3.c        the client: addressing, PutObject, multipart upload, GET, HEAD,
- *               ListObjectsV2, DELETE, retries with exponential backoff and
- *               jitter, error classification
+ *   s3.c        the client: addressing, PutObject (also If-None-Match: *),
+ *               multipart upload, GET, HEAD, ListObjectsV2, DELETE, retries
+ *               with exponential backoff and jitter, error classification
  *   s3_sigv4.c  Signature V4 (OpenSSL SHA-256/HMAC), URI encoding, canonical
  *               query strings
  *   s3_creds.c  credentials: config, environment, shared credentials file,
@@ -216,6 +216,15 @@ void sn_s3_destroy(sn_s3_t *s3);
  * NULL. */
 int sn_s3_put(sn_s3_t *s3, const char *key, const void *buf, size_t len, const char *content_type,
               char *errstr, size_t errstr_size);
+
+/* Uploads buf[0..len) (borrowed) as key only if key does not exist yet
+ * (If-None-Match: *, honoured by AWS S3 since August 2024). Returns 0 when
+ * written, 1 when the key exists (HTTP 412; nothing written), or a negative
+ * error. Whether two racing writers can both get 0 is the server's business:
+ * AWS decides atomically; s3s-fs 0.14 checks and then writes, so it can
+ * (measured: tests/integration/test_registry_s3.sh). */
+int sn_s3_put_if_absent(sn_s3_t *s3, const char *key, const void *buf, size_t len,
+                        const char *content_type, char *errstr, size_t errstr_size);
 
 /* Uploads the file at path as key: one PutObject below the multipart
  * threshold, else a multipart upload of part_size parts (every part with

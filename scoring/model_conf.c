@@ -13,11 +13,13 @@ const sn_conf_def_t sn_model_conf_defs[] = {
      "scoring); empty leaves aliases alone."},
     {"model.nthread", SN_CONF_INT, "1", 1, 64, NULL, 0, "XGBoost threads per prediction call."},
     {"registry.url", SN_CONF_STR, "file://./registry", 0, 0, NULL, 0,
-     "Model registry: file://DIR (a directory, relative paths from the working directory) or "
+     "Model registry: file://DIR (a directory, relative paths from the working directory), "
      "mlflow+http://HOST:PORT (an MLflow tracking server with --serve-artifacts; "
-     "mlflow+https:// for TLS)."},
+     "mlflow+https:// for TLS) or s3://BUCKET[/PREFIX] (an S3 bucket, reached with the s3.* "
+     "keys: endpoint, credentials, retries)."},
     {"registry.timeout.ms", SN_CONF_INT, "30000", 100, 3600000, NULL, 0,
-     "Bound on one registry request (MLflow): connect and transfer."},
+     "Bound on one registry request (MLflow): connect and transfer. An S3 registry uses "
+     "s3.connect.timeout.ms and s3.request.timeout.ms."},
     {"registry.username", SN_CONF_STR, "", 0, 0, NULL, 0,
      "MLflow basic-auth user name; empty for none."},
     {"registry.password", SN_CONF_STR, "", 0, 0, NULL, SN_CONF_F_SECRET,

@@ -65,9 +65,13 @@ sn_registry_t *sn_registry_new(const sn_registry_opts_t *opts, char *errstr, siz
                strncmp(url, "mlflow+https://", 15) == 0) {
         reg->ops = &sn_registry_mlflow_ops;
         reg->impl = sn_registry_mlflow_open(url + 7, opts, errstr, errstr_size);
+    } else if (strncmp(url, "s3://", 5) == 0) {
+        reg->ops = &sn_registry_s3_ops;
+        reg->impl = sn_registry_s3_open(url, opts, errstr, errstr_size);
     } else {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                   "registry: url \"%s\" is neither file://DIR nor mlflow+http(s)://HOST:PORT",
+                   "registry: url \"%s\" is neither file://DIR, mlflow+http(s)://HOST:PORT nor "
+                   "s3://BUCKET[/PREFIX]",
                    url);
     }
     if (!reg->impl) {
@@ -86,6 +90,7 @@ sn_registry_t *sn_registry_from_conf(const sn_conf_t *conf, char *errstr, size_t
         .password = sn_conf_str(conf, "registry.password"),
         .token = sn_conf_str(conf, "registry.token"),
         .experiment = sn_conf_str(conf, "registry.mlflow.experiment"),
+        .conf = conf,
     };
 
     return sn_registry_new(&o, errstr, errstr_size);

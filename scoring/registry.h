@@ -23,10 +23,23 @@
  *                whose source is that run's model folder, MLflow aliases, and
  *                the alias history in a registered-model tag
  *                (sentinel.alias_history.<alias>).
+ *   s3://BUCKET[/PREFIX]  an S3 bucket, through the S3 client and its s3.*
+ *                keys (endpoint, credentials, retries):
+ *                  PREFIX/<name>/versions/<n>/{model.ubj,card.json}
+ *                  PREFIX/<name>/versions/<n>/{claim,claims/<nonce>}  who took n
+ *                  PREFIX/<name>/aliases/<alias>            the version, one line
+ *                  PREFIX/<name>/aliases/<alias>.history/<seq>
+ *                                 the rollback stack after move <seq>
+ *                A version is complete once card.json, written last, exists;
+ *                numbers are claimed so that concurrent writers never share
+ *                one (see registry_s3.c), but one may be skipped; history
+ *                objects are only ever added.
  *
  * Errors: SN_ERR_NOENT for an unknown version or unset alias,
  * SN_ERR_TRANSIENT when the registry cannot be reached (retry),
- * SN_ERR_INVALID for a refused request, SN_ERR_IO for local file errors.
+ * SN_ERR_INVALID for a refused request (or a missing S3 bucket),
+ * SN_ERR_FATAL when S3 refuses the credentials (403), SN_ERR_IO for local
+ * file errors.
  * A handle is used by one thread at a time. */
 #ifndef SN_REGISTRY_H
 #define SN_REGISTRY_H
@@ -44,18 +57,20 @@ typedef struct sn_registry sn_registry_t;
 
 /* Options for sn_registry_new; strings are borrowed for the call. */
 typedef struct sn_registry_opts {
-    const char *url;        /* file://DIR or mlflow+http(s)://HOST:PORT */
+    const char *url;        /* file://DIR, mlflow+http(s)://HOST:PORT, s3://BUCKET[/PREFIX] */
     const char *model_name; /* [A-Za-z0-9._-], 1..63 bytes */
     long timeout_ms;        /* MLflow requests; 0: 30 s */
     const char *username;   /* MLflow basic auth; NULL or "" for none */
     const char *password;
     const char *token;      /* MLflow bearer token; NULL or "" for none */
     const char *experiment; /* MLflow experiment; NULL: "sentinel" */
+    const sn_conf_t *conf;  /* S3: its s3.* keys configure the client (endpoint,
+                               credentials, retries); NULL: AWS defaults */
 } sn_registry_opts_t;
 
 /* Opens a registry. Does not contact a remote registry; a file registry's
  * folders are created on the first write. NULL with errstr set for a bad URL
- * or model name. */
+ * (an S3 bucket name S3 would refuse, a prefix with "..") or model name. */
 sn_registry_t *sn_registry_new(const sn_registry_opts_t *opts, char *errstr, size_t errstr_size);
 
 /* Opens the registry that the registry.* and model.name keys of conf
@@ -65,7 +80,7 @@ sn_registry_t *sn_registry_from_conf(const sn_conf_t *conf, char *errstr, size_t
 /* NULL-safe. */
 void sn_registry_destroy(sn_registry_t *reg);
 
-/* "file" or "mlflow". */
+/* "file", "mlflow" or "s3". */
 const char *sn_registry_kind(const sn_registry_t *reg);
 
 /* Stores a new version: model (model_len bytes) and card (card_len bytes),

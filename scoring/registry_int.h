@@ -1,5 +1,6 @@
 /* registry_int.h: what the registry front end (registry.c) and its backends
- * (registry_file.c, registry_mlflow.c) share. Not a public header. */
+ * (registry_file.c, registry_mlflow.c, registry_s3.c) share. Not a public
+ * header. */
 #ifndef SN_REGISTRY_INT_H
 #define SN_REGISTRY_INT_H
 
@@ -27,12 +28,27 @@ struct sn_registry_ops {
 
 extern const struct sn_registry_ops sn_registry_file_ops;
 extern const struct sn_registry_ops sn_registry_mlflow_ops;
+extern const struct sn_registry_ops sn_registry_s3_ops;
 
 /* Backend constructors; opts and the parsed location are borrowed. */
 void *sn_registry_file_open(const char *dir, const sn_registry_opts_t *opts, char *errstr,
                             size_t errstr_size);
 void *sn_registry_mlflow_open(const char *base_url, const sn_registry_opts_t *opts, char *errstr,
                               size_t errstr_size);
+/* url is the whole s3://BUCKET[/PREFIX]. */
+void *sn_registry_s3_open(const char *url, const sn_registry_opts_t *opts, char *errstr,
+                          size_t errstr_size);
+
+/* Splits s3://BUCKET[/PREFIX] into bucket and prefix (both caller-owned;
+ * prefix without leading or trailing '/', "" when none), refusing bucket
+ * names S3 would refuse and prefixes with empty, "." or ".." segments.
+ * SN_ERR_INVALID with errstr naming the url. */
+int sn_registry_s3_parse_url(const char *url, char *bucket, size_t bucket_size, char *prefix,
+                             size_t prefix_size, char *errstr, size_t errstr_size);
+
+/* An S3 LastModified ("2026-01-02T03:04:05.678Z", borrowed) as Unix ms; 0
+ * when it does not parse. */
+int64_t sn_registry_s3_parse_time(const char *s);
 
 /* A version history as text: versions separated by ',' or newlines, oldest
  * first. Helpers shared by both backends so that they bound and order it the

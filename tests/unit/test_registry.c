@@ -1,8 +1,10 @@
 /* The model registry: round trips (register, fetch, alias, history,
  * rollback, list) on the file backend, and the same suite on a real MLflow
  * tracking server when SN_MLFLOW_URL names one (tests/integration/
- * test_mlflow.sh starts it and sets the variable; without it those tests are
- * skipped). Also the model card's validation. */
+ * test_mlflow.sh starts it and sets the variable) and on a real S3 server
+ * when SN_S3_REGISTRY_URL and SN_S3_ENDPOINT name one (tests/integration/
+ * test_registry_s3.sh sets them); without them those tests are skipped.
+ * Also the S3 URL parsing and the model card's validation. */
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <math.h>
@@ -14,13 +16,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/conf.h"
 #include "common/err.h"
+#include "common/s3_conf.h"
 #include "scoring/card.h"
 #include "scoring/registry.h"
+#include "scoring/registry_int.h"
 
 #define V SN_REGISTRY_VERSION_MAX
 
 static char dir[64], url[600];
+static const sn_conf_t *reg_conf; /* the s3.* keys of S3 registries; NULL elsewhere */
 
 static uint8_t *read_all(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
@@ -61,7 +67,7 @@ static char *make_card(const uint8_t *model, size_t len, double pr_auc) {
 
 static sn_registry_t *open_reg(const char *u, const char *name) {
     char err[512];
-    sn_registry_opts_t o = {.url = u, .model_name = name, .timeout_ms = 20000};
+    sn_registry_opts_t o = {.url = u, .model_name = name, .timeout_ms = 20000, .conf = reg_conf};
     sn_registry_t *reg = sn_registry_new(&o, err, sizeof(err));
 
     cr_assert_not_null(reg, "%s", err);
@@ -211,45 +217,77 @@ Test(registry_file, names_are_separate) {
     sn_registry_destroy(b);
 }
 
-/* Two processes registering at once get distinct version numbers (the
- * version folder is published with rename, which refuses a taken number). */
-Test(registry_file, concurrent_registrations_get_distinct_versions) {
-    pid_t kids[4];
-    sn_registry_entry_t *list = NULL;
-    size_t n = 0;
-    char err[512];
+/* kids processes register per_kid versions each at once, each writing the
+ * numbers it got to a pipe; returns the listing and checks that every
+ * registration got its own number and that the listing holds them all. */
+static void race(const char *u, const char *name, int kids, int per_kid, sn_registry_entry_t **list,
+                 size_t *n) {
+    pid_t pids[16];
+    int fds[2], seen[1024] = {0}, got = 0;
+    char err[512], buf[16];
     sn_registry_t *reg;
+    FILE *in;
 
-    for (int k = 0; k < 4; k++) {
-        if ((kids[k] = fork()) == 0) {
-            sn_registry_t *r = open_reg(url, "race");
+    cr_assert(kids <= 16 && kids * per_kid < 512);
+    cr_assert_eq(pipe(fds), 0);
+    for (int k = 0; k < kids; k++) {
+        if ((pids[k] = fork()) == 0) {
+            sn_registry_t *r = open_reg(u, name);
             uint8_t m[] = "race model";
-            char *c = make_card(m, sizeof(m), 0.5), v[V], e[256];
+            char *c = make_card(m, sizeof(m), 0.5), v[V], e[512];
 
-            for (int i = 0; i < 10; i++)
-                if (sn_registry_register(r, m, sizeof(m), c, strlen(c), v, e, sizeof(e)) != 0)
+            close(fds[0]);
+            for (int i = 0; i < per_kid; i++) {
+                if (sn_registry_register(r, m, sizeof(m), c, strlen(c), v, e, sizeof(e)) != 0) {
+                    fprintf(stderr, "register: %s\n", e);
                     _exit(1);
+                }
+                dprintf(fds[1], "%s\n", v);
+            }
             _exit(0);
         }
     }
-    for (int k = 0; k < 4; k++) {
+    close(fds[1]);
+    in = fdopen(fds[0], "r");
+    while (fgets(buf, sizeof(buf), in)) {
+        long v = strtol(buf, NULL, 10);
+
+        cr_assert(v > 0 && v < 1024, "version %ld", v);
+        cr_assert_eq(seen[v], 0, "version %ld handed out twice", v);
+        seen[v] = 1;
+        got++;
+    }
+    fclose(in);
+    for (int k = 0; k < kids; k++) {
         int st;
 
-        waitpid(kids[k], &st, 0);
+        waitpid(pids[k], &st, 0);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    reg = open_reg(url, "race");
-    cr_assert_eq(sn_registry_list(reg, 0, &list, &n, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(n, 40);
+    cr_assert_eq(got, kids * per_kid);
+    reg = open_reg(u, name);
+    cr_assert_eq(sn_registry_list(reg, 0, list, n, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(*n, (size_t)got);
+    for (size_t i = 0; i < *n; i++) cr_assert(seen[strtol((*list)[i].version, NULL, 10)]);
+    sn_registry_destroy(reg);
+}
+
+/* Two processes registering at once get distinct version numbers (the
+ * version folder is published with rename, which refuses a taken number). */
+Test(registry_file, concurrent_registrations_get_distinct_versions) {
+    sn_registry_entry_t *list = NULL;
+    size_t n = 0;
+
+    race(url, "race", 4, 10, &list, &n);
     for (size_t i = 0; i < n; i++) cr_assert_eq(strtol(list[i].version, NULL, 10), (long)i + 1);
     free(list);
-    sn_registry_destroy(reg);
 }
 
 Test(registry_file, refuses_bad_urls_and_names) {
     char err[512];
     sn_registry_opts_t o = {.url = "s3://bucket", .model_name = "m"};
 
+    o.url = "ftp://bucket";
     cr_assert_null(sn_registry_new(&o, err, sizeof(err)));
     cr_assert(strstr(err, "neither"), "%s", err);
     o.url = url;
@@ -304,6 +342,199 @@ Test(registry_mlflow, real_model_round_trip_and_unreachable_server, .timeout = 1
     sn_registry_destroy(down);
     free(card);
     free(model);
+}
+
+/* ---- S3: the URL, then against the server test_registry_s3.sh names ---- */
+
+Test(registry_s3, parses_urls) {
+    char b[64], p[600], err[512];
+
+    cr_assert_eq(
+        sn_registry_s3_parse_url("s3://sentinel", b, sizeof(b), p, sizeof(p), err, sizeof(err)), 0,
+        "%s", err);
+    cr_assert_str_eq(b, "sentinel");
+    cr_assert_str_eq(p, "");
+    cr_assert_eq(sn_registry_s3_parse_url("s3://my.bucket-1/models/prod/", b, sizeof(b), p,
+                                          sizeof(p), err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(b, "my.bucket-1");
+    cr_assert_str_eq(p, "models/prod", "a trailing slash is dropped");
+    cr_assert_eq(sn_registry_s3_parse_url("s3://b1/", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+                 SN_ERR_INVALID, "a 2-letter bucket");
+    cr_assert(strstr(err, "s3://b1/") && strstr(err, "bucket"), "%s", err);
+    cr_assert_eq(
+        sn_registry_s3_parse_url("s3://Upper/x", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+        SN_ERR_INVALID);
+    cr_assert_eq(sn_registry_s3_parse_url("s3://", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+                 SN_ERR_INVALID);
+    cr_assert_eq(sn_registry_s3_parse_url("s3://bucket/a/../b", b, sizeof(b), p, sizeof(p), err,
+                                          sizeof(err)),
+                 SN_ERR_INVALID);
+    cr_assert(strstr(err, "prefix"), "%s", err);
+    cr_assert_eq(
+        sn_registry_s3_parse_url("s3://bucket/a//b", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+        SN_ERR_INVALID);
+    cr_assert_eq(
+        sn_registry_s3_parse_url("s3://bucket/a b", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+        SN_ERR_INVALID);
+    cr_assert_eq(
+        sn_registry_s3_parse_url("s3://bucket/./x", b, sizeof(b), p, sizeof(p), err, sizeof(err)),
+        SN_ERR_INVALID);
+    cr_assert_eq(sn_registry_s3_parse_url("s3://bucket/..x/y.z", b, sizeof(b), p, sizeof(p), err,
+                                          sizeof(err)),
+                 0, "dots inside a segment are fine: %s", err);
+}
+
+Test(registry_s3, parses_last_modified) {
+    cr_assert_eq(sn_registry_s3_parse_time("1970-01-01T00:00:01.000Z"), 1000);
+    cr_assert_eq(sn_registry_s3_parse_time("2026-01-02T03:04:05.678Z"), 1767323045678LL);
+    cr_assert_eq(sn_registry_s3_parse_time("2026-01-02T03:04:05Z"), 1767323045000LL);
+    cr_assert_eq(sn_registry_s3_parse_time("2026-01-02T03:04:05.6Z"), 1767323045600LL);
+    cr_assert_eq(sn_registry_s3_parse_time("Fri, 02 Jan 2026"), 0);
+    cr_assert_eq(sn_registry_s3_parse_time(NULL), 0);
+}
+
+Test(registry_s3, new_refuses_bad_urls_without_contacting_s3) {
+    char err[512];
+    sn_registry_opts_t o = {.url = "s3://x", .model_name = "m"};
+    sn_registry_t *reg;
+
+    cr_assert_null(sn_registry_new(&o, err, sizeof(err)));
+    cr_assert(strstr(err, "s3://x"), "%s", err);
+    o.url = "s3://bucket/p";
+    reg = sn_registry_new(&o, err, sizeof(err));
+    cr_assert_not_null(reg, "%s", err);
+    cr_assert_str_eq(sn_registry_kind(reg), "s3");
+    sn_registry_destroy(reg);
+}
+
+static sn_conf_t *s3_conf;
+static char s3_url[600];
+
+/* The registry URL is a fresh prefix of the run; the endpoint and
+ * credentials come from the stack's environment (AWS_* variables). */
+static void s3_setup(void) {
+    const sn_conf_def_t *tables[] = {sn_s3_conf_defs};
+    const char *u = getenv("SN_S3_REGISTRY_URL"), *ep = getenv("SN_S3_ENDPOINT");
+    char err[512];
+
+    if (!u || !*u || !ep || !*ep)
+        cr_skip_test("SN_S3_REGISTRY_URL/SN_S3_ENDPOINT are not set "
+                     "(tests/integration/test_registry_s3.sh sets them)");
+    s3_conf = sn_conf_new(tables, 1, err, sizeof(err));
+    cr_assert_not_null(s3_conf, "%s", err);
+    cr_assert_eq(sn_conf_set(s3_conf, "s3.endpoint", ep, "test", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_conf_set(s3_conf, "s3.max.retries", "1", "test", err, sizeof(err)), 0);
+    cr_assert_eq(sn_conf_set(s3_conf, "s3.retry.backoff.ms", "10", "test", err, sizeof(err)), 0);
+    reg_conf = s3_conf;
+    /* a fresh sub-prefix per test: the tests of a run must not see each other */
+    snprintf(s3_url, sizeof(s3_url), "%s/%ld-%d", u, (long)time(NULL), (int)getpid());
+}
+
+static void s3_teardown(void) {
+    reg_conf = NULL;
+    sn_conf_destroy(s3_conf);
+    s3_conf = NULL;
+}
+
+TestSuite(registry_s3_live, .init = s3_setup, .fini = s3_teardown, .timeout = 180);
+
+Test(registry_s3_live, round_trip) { round_trip(s3_url, "sentinel"); }
+
+Test(registry_s3_live, names_are_separate_and_layout_is_documented) {
+    char err[512], v[V];
+    sn_registry_t *a = open_reg(s3_url, "alpha"), *b = open_reg(s3_url, "beta");
+    uint8_t m[] = "m";
+    char *c = make_card(m, sizeof(m), 0.5);
+
+    cr_assert_eq(sn_registry_register(a, m, sizeof(m), c, strlen(c), v, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_str_eq(v, "1");
+    cr_assert_eq(sn_registry_set_alias(a, "production", v, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sn_registry_get_alias(b, "production", v, err, sizeof(err)), SN_ERR_NOENT);
+    cr_assert(strstr(err, "s3://") && strstr(err, "not set"), "%s", err);
+    free(c);
+    sn_registry_destroy(a);
+    sn_registry_destroy(b);
+}
+
+Test(registry_s3_live, real_model_round_trip) {
+    char err[512], v[V];
+    size_t len, lm = 0;
+    uint8_t *model = read_all(SN_SOURCE_DIR "/tests/data/model/fixture.ubj", &len), *back = NULL;
+    char *card = make_card(model, len, 0.77);
+    sn_registry_t *reg = open_reg(s3_url, "real");
+    sn_card_t *c;
+
+    cr_assert_eq(sn_registry_register(reg, model, len, card, strlen(card), v, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(sn_registry_fetch(reg, v, &back, &lm, NULL, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(lm, len);
+    cr_assert_eq(memcmp(back, model, len), 0, "binary model bytes changed on the way through S3");
+    c = sn_card_parse(card, strlen(card), err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    cr_assert_eq(sn_card_verify_model(c, back, lm, err, sizeof(err)), 0, "%s", err);
+    sn_card_destroy(c);
+    free(back);
+    free(card);
+    free(model);
+    sn_registry_destroy(reg);
+}
+
+/* Four processes registering ten versions each at once never share a number
+ * (the claims of registry_s3.c; the server's If-None-Match alone does not
+ * guarantee it). Numbers may be skipped under contention. */
+Test(registry_s3_live, concurrent_registrations_get_distinct_versions) {
+    sn_registry_entry_t *list = NULL;
+    size_t n = 0;
+    long last;
+
+    race(s3_url, "race", 4, 10, &list, &n);
+    last = strtol(list[n - 1].version, NULL, 10);
+    cr_assert_geq(last, 40);
+    printf("registry_s3 race: 40 registrations by 4 processes, highest version %ld (%ld skipped)\n",
+           last, last - 40);
+    free(list);
+}
+
+Test(registry_s3_live, errors_name_the_url) {
+    const sn_conf_def_t *tables[] = {sn_s3_conf_defs};
+    char err[512], v[V], bad_url[700];
+    sn_conf_t *c = sn_conf_new(tables, 1, err, sizeof(err));
+    sn_registry_t *reg;
+
+    /* a wrong secret: fatal, not retried, named */
+    cr_assert_eq(sn_conf_set(c, "s3.endpoint", getenv("SN_S3_ENDPOINT"), "t", err, sizeof(err)), 0);
+    cr_assert_eq(sn_conf_set(c, "s3.access.key.id", "sentinel", "t", err, sizeof(err)), 0);
+    cr_assert_eq(sn_conf_set(c, "s3.secret.access.key", "wrong", "t", err, sizeof(err)), 0);
+    reg_conf = c;
+    reg = open_reg(s3_url, "sentinel");
+    cr_assert_eq(sn_registry_get_alias(reg, "production", v, err, sizeof(err)), SN_ERR_FATAL, "%s",
+                 err);
+    cr_assert(strstr(err, s3_url) && strstr(err, "access denied") && strstr(err, "403"), "%s", err);
+    cr_assert_null(strstr(err, "wrong"), "the secret is not shown: %s", err);
+    sn_registry_destroy(reg);
+    /* a bucket that does not exist: a configuration error, named */
+    reg_conf = s3_conf;
+    snprintf(bad_url, sizeof(bad_url), "s3://no-such-bucket-%d/x", (int)getpid());
+    reg = open_reg(bad_url, "sentinel");
+    cr_assert_eq(sn_registry_get_alias(reg, "production", v, err, sizeof(err)), SN_ERR_INVALID,
+                 "%s", err);
+    cr_assert(strstr(err, "no such bucket") && strstr(err, bad_url), "%s", err);
+    sn_registry_list(reg, 0, &(sn_registry_entry_t *){NULL}, &(size_t){0}, err, sizeof(err));
+    cr_assert(strstr(err, "no such bucket"), "%s", err);
+    sn_registry_destroy(reg);
+    /* nothing listens: transient, retry later */
+    cr_assert_eq(sn_conf_set(c, "s3.endpoint", "http://127.0.0.1:1", "t", err, sizeof(err)), 0);
+    cr_assert_eq(sn_conf_set(c, "s3.max.retries", "0", "t", err, sizeof(err)), 0);
+    reg_conf = c;
+    reg = open_reg(s3_url, "sentinel");
+    cr_assert_eq(sn_registry_get_alias(reg, "production", v, err, sizeof(err)), SN_ERR_TRANSIENT,
+                 "%s", err);
+    cr_assert(strstr(err, s3_url) && strstr(err, "retry later"), "%s", err);
+    sn_registry_destroy(reg);
+    reg_conf = s3_conf;
+    sn_conf_destroy(c);
 }
 
 /* ---- the card ---- */

@@ -196,6 +196,10 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
         return reply(c, 204, "", NULL);
     }
     if (strcmp(method, "PUT") == 0) {
+        const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+
+        if (inm && strcmp(inm, "*") == 0 && find(key))
+            return reply(c, 412, "<Error><Code>PreconditionFailed</Code></Error>", NULL);
         store(key, body ? body : "", len);
         return reply(c, 200, "", "\"x\"");
     }
@@ -318,7 +322,10 @@ static void fake_stop(void) {
     for (int i = 0; i < 16; i++) free(F.partbuf[i]);
 }
 
-static sn_s3_t *client(int path_style) {
+/* A client of the fake with a request timeout of timeout_ms: short where a
+ * test waits for timeouts, long where 5 MiB parts go through the fake under
+ * ASan on a loaded machine (1.5 s was not always enough there). */
+static sn_s3_t *client_timeout(int path_style, long timeout_ms) {
     char ep[64], errstr[256];
     sn_s3_opts_t o;
     sn_s3_t *s3;
@@ -332,13 +339,15 @@ static sn_s3_t *client(int path_style) {
     o.max_retries = 3;
     o.backoff_ms = 5;
     o.backoff_max_ms = 20;
-    o.timeout_ms = 1500;
+    o.timeout_ms = timeout_ms;
     o.multipart_threshold = 6u << 20;
     o.part_size = 5u << 20;
     s3 = sn_s3_new_opts(&o, errstr, sizeof(errstr));
     cr_assert_not_null(s3, "%s", errstr);
     return s3;
 }
+
+static sn_s3_t *client(int path_style) { return client_timeout(path_style, 1500); }
 
 TestSuite(s3, .init = fake_start, .fini = fake_stop, .timeout = 60);
 
@@ -364,6 +373,40 @@ Test(s3, put_get_head_delete_with_checksums) {
     cr_assert_eq(sn_s3_delete(s3, "never", errstr, sizeof(errstr)), 0, "deleting nothing is fine");
     cr_assert_eq(F.bad, 0, "every request had a signature and the right payload hash and MD5");
     cr_assert_eq(F.saw_expect, 0, "no Expect: 100-continue");
+    sn_s3_destroy(s3);
+}
+
+/* The conditional PUT: the header is signed and sent, a 412 is the answer
+ * "exists" (1, not an error, not retried, nothing overwritten), a 409
+ * conflict is retried, and an unconditional PUT still overwrites. */
+Test(s3, put_if_absent) {
+    sn_s3_t *s3 = client(1);
+    char errstr[256], *got = NULL;
+    size_t len = 0;
+    sn_s3_stats_t st;
+
+    cr_assert_eq(sn_s3_put_if_absent(s3, "claim", "first", 5, NULL, errstr, sizeof(errstr)), 0,
+                 "%s", errstr);
+    cr_assert_eq(sn_s3_put_if_absent(s3, "claim", "second", 6, NULL, errstr, sizeof(errstr)), 1,
+                 "%s", errstr);
+    cr_assert(strstr(errstr, "412"), "%s", errstr);
+    cr_assert(strstr(F.last_auth, "if-none-match"), "If-None-Match is signed: %s", F.last_auth);
+    cr_assert_eq(sn_s3_get(s3, "claim", &got, &len, 64, errstr, sizeof(errstr)), 0);
+    cr_assert_str_eq(got, "first", "the refused PUT wrote nothing");
+    free(got);
+    F.fail_next = 1;
+    F.fail_status = 409;
+    F.fail_code = "ConditionalRequestConflict";
+    cr_assert_eq(sn_s3_put_if_absent(s3, "other", "x", 1, NULL, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
+    sn_s3_stats(s3, &st);
+    cr_assert_eq(st.retries, 1);
+    cr_assert_eq(st.failures, 0);
+    cr_assert_eq(sn_s3_put(s3, "claim", "third", 5, NULL, errstr, sizeof(errstr)), 0, "%s", errstr);
+    cr_assert_eq(sn_s3_get(s3, "claim", &got, &len, 64, errstr, sizeof(errstr)), 0);
+    cr_assert_str_eq(got, "third");
+    free(got);
+    cr_assert_eq(F.bad, 0);
     sn_s3_destroy(s3);
 }
 
@@ -441,7 +484,7 @@ static char *write_temp(size_t size) {
 }
 
 Test(s3, multipart_above_threshold) {
-    sn_s3_t *s3 = client(1);
+    sn_s3_t *s3 = client_timeout(1, 30000);
     char errstr[256], *path = write_temp((13u << 20) + 123);
     sn_s3_stats_t st;
     struct obj *o;
@@ -482,7 +525,7 @@ Test(s3, small_file_is_one_put) {
 }
 
 Test(s3, multipart_aborted_on_failure) {
-    sn_s3_t *s3 = client(1);
+    sn_s3_t *s3 = client_timeout(1, 30000);
     char errstr[256], *path = write_temp(7u << 20);
     sn_s3_stats_t st;
 
