@@ -54,6 +54,8 @@ struct sn_scorer {
     size_t *rec_of; /* event j came from batch record rec_of[j] */
     float *x, *scores;
     uint8_t *flags;
+    size_t *alert_row;      /* alert i is event alert_row[i] */
+    sn_model_reason_t *why; /* TOP_FEATURES per alert */
 
     sn_scorer_stats_t stats;
     struct {
@@ -180,14 +182,11 @@ static int stage_decode(sn_scorer_t *s, const sn_batch_t *b, char *errstr, size_
     return (int)k;
 }
 
-/* Fills an alert for event j, with the features that pushed its score up. */
+/* Fills an alert for event j; its features come from explain_alerts. */
 static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_alerting_action act,
                        sn_alert_t *a) {
     const sn_scorer_version_t *v = s->current;
     const sn_record_t *r = &b->records[s->rec_of[j]];
-    size_t nf = sn_feature_spec_nfeatures(v->spec), nr = 0;
-    sn_model_reason_t why[TOP_FEATURES];
-    char errstr[256];
 
     memset(a, 0, sizeof(*a));
     sn_alert_make_id(a->id, sizeof(a->id), r->topic, r->partition, r->offset);
@@ -200,18 +199,33 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
     a->state = act == SN_ALERTING_OPEN       ? SN_ALERT_OPEN
                : act == SN_ALERTING_RENOTIFY ? SN_ALERT_RENOTIFY
                                              : SN_ALERT_RESOLVED;
-    if (sn_model_explain(v->model, &s->x[j * nf], TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) !=
-        0) {
-        sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
+}
+
+/* Adds to each of the n alerts the features that pushed its score up (SHAP),
+ * with one XGBoost call for the whole batch (s->alert_row[i] is alert i's
+ * event): a call per alert paid XGBoost's set-up of a matrix each time. */
+static void explain_alerts(sn_scorer_t *s, sn_alert_t *alerts, size_t n) {
+    const sn_scorer_version_t *v = s->current;
+    size_t nr = 0;
+    char errstr[256];
+
+    if (n == 0) return;
+    if (sn_model_explain_rows(v->model, s->x, s->alert_row, n, TOP_FEATURES, s->why, &nr, errstr,
+                              sizeof(errstr)) != 0) {
+        sn_log_warn("scorer", "explaining %zu alerts: %s", n, errstr);
         nr = 0;
     }
-    for (size_t i = 0; i < nr; i++) {
-        snprintf(a->features[i].name, sizeof(a->features[i].name), "%s",
-                 sn_feature_spec_name(v->spec, why[i].feature));
-        a->features[i].value = why[i].value;
-        a->features[i].contribution = why[i].contribution;
+    for (size_t a = 0; a < n; a++) {
+        for (size_t i = 0; i < nr; i++) {
+            const sn_model_reason_t *why = &s->why[a * TOP_FEATURES + i];
+
+            snprintf(alerts[a].features[i].name, sizeof(alerts[a].features[i].name), "%s",
+                     sn_feature_spec_name(v->spec, why->feature));
+            alerts[a].features[i].value = why->value;
+            alerts[a].features[i].contribution = why->contribution;
+        }
+        alerts[a].nfeatures = (uint32_t)nr;
     }
-    a->nfeatures = (uint32_t)nr;
 }
 
 /* Sends the score records and the alerts of n scored events. */
@@ -247,13 +261,17 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
         act = sn_alerter_observe(s->alerter, ev->machine_id, ev->ts_ms, s->scores[j], v->threshold);
         if (act == SN_ALERTING_NONE) continue;
         make_alert(s, b, j, act, &alerts[*nalerts]);
-        if ((rc = sn_codec_encode_alert(s->codec, &alerts[*nalerts], frame, sizeof(frame), &len,
-                                        errstr, errstr_size)) != 0 ||
-            (rc = sn_producer_send(s->producer, s->topic_alerts, -1, ev->machine_id,
-                                   strlen(ev->machine_id), frame, len, NULL, 0, 30000, errstr,
-                                   errstr_size)) != 0)
+        s->alert_row[(*nalerts)++] = j;
+    }
+    explain_alerts(s, alerts, *nalerts);
+    for (size_t i = 0; i < *nalerts; i++) {
+        const char *machine = alerts[i].machine_id;
+
+        if ((rc = sn_codec_encode_alert(s->codec, &alerts[i], frame, sizeof(frame), &len, errstr,
+                                        errstr_size)) != 0 ||
+            (rc = sn_producer_send(s->producer, s->topic_alerts, -1, machine, strlen(machine),
+                                   frame, len, NULL, 0, 30000, errstr, errstr_size)) != 0)
             return rc;
-        (*nalerts)++;
     }
     return 0;
 }
@@ -404,7 +422,10 @@ static int alloc_scratch(sn_scorer_t *s, size_t cap) {
     s->x = calloc(cap * nf, sizeof(*s->x));
     s->scores = calloc(cap, sizeof(*s->scores));
     s->flags = calloc(cap, sizeof(*s->flags));
-    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags)
+    s->alert_row = calloc(cap, sizeof(*s->alert_row));
+    s->why = calloc(cap * TOP_FEATURES, sizeof(*s->why));
+    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags &&
+            s->alert_row && s->why)
                ? 0
                : SN_ERR_NOMEM;
 }
@@ -535,5 +556,7 @@ void sn_scorer_destroy(sn_scorer_t *s) {
     free(s->x);
     free(s->scores);
     free(s->flags);
+    free(s->alert_row);
+    free(s->why);
     free(s);
 }
