@@ -228,6 +228,15 @@ static void explain_alerts(sn_scorer_t *s, sn_alert_t *alerts, size_t n) {
     }
 }
 
+/* snprintf(dst, size, "%s", src) without printf's machinery, which cost
+ * more than the rest of building a score record (three per event). */
+static void copy_text(char *dst, size_t size, const char *src) {
+    size_t n = strnlen(src, size - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Sends the score records and the alerts of n scored events. */
 static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t *alerts,
                        size_t *nalerts, char *errstr, size_t errstr_size) {
@@ -248,9 +257,9 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
                              .source_partition = r->partition,
                              .source_offset = r->offset};
 
-            snprintf(sc.machine_id, sizeof(sc.machine_id), "%s", ev->machine_id);
-            snprintf(sc.model_name, sizeof(sc.model_name), "%s", v->name);
-            snprintf(sc.model_version, sizeof(sc.model_version), "%s", v->version);
+            copy_text(sc.machine_id, sizeof(sc.machine_id), ev->machine_id);
+            copy_text(sc.model_name, sizeof(sc.model_name), v->name);
+            copy_text(sc.model_version, sizeof(sc.model_version), v->version);
             if ((rc = sn_codec_encode_score(s->codec, &sc, frame, sizeof(frame), &len, errstr,
                                             errstr_size)) != 0 ||
                 (rc = sn_producer_send(s->producer, s->topic_scores, -1, ev->machine_id,
