@@ -1,7 +1,9 @@
 /* feature_redis.c: the Redis feature backend.
  *
  * Per batch: group the events by machine and send one EVALSHA per machine,
- * all pipelined (one round trip). Two kinds of call, one script:
+ * all pipelined (one round trip), except that the compare-and-sets are
+ * combined, redis.cas.machines.max machines to a call of cas_script (see
+ * there). Two kinds of call, one script:
  *
  *  - compare-and-set, the usual one: this process holds an exact copy of the
  *    machine's state (the cache, tagged with the version token stored in
