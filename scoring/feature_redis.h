@@ -41,7 +41,8 @@ typedef struct sn_feature_redis sn_feature_redis_t;
 
 typedef struct sn_feature_redis_stats {
     uint64_t batches;      /* apply_batch calls that succeeded */
-    uint64_t calls;        /* script calls (one per machine per batch) */
+    uint64_t calls;        /* script calls (per batch: one per machine, but one per up to
+                              redis.cas.machines.max compare-and-sets) */
     uint64_t round_trips;  /* pipelines sent */
     uint64_t reconnects;   /* connections opened after the first */
     uint64_t script_loads; /* SCRIPT LOADs, after connecting or a NOSCRIPT */
