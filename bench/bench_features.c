@@ -11,7 +11,8 @@
  *   build-feat/bench_features -u redis://host:6379 -m 1000 -r 20
  * Options: -u URL (use a running Redis: it must be otherwise idle, its CPU is
  * measured), -m machines (1000), -r rounds per measurement (20), -s spec.json
- * (default: the built-in AI4I spec), -b redis-server binary. BENCH_REDIS_ONLY=1
+ * (default: the built-in AI4I spec), -b redis-server binary, -c N sets
+ * redis.cas.machines.max (1: one script call per machine). BENCH_REDIS_ONLY=1
  * in the environment skips the in-memory baseline.
  *
  * Workload: each machine sends an AI4I-like event every 10 s of event time;
@@ -183,7 +184,7 @@ static void fleet_free(struct fleet *fl) {
 
 int main(int argc, char **argv) {
     static const sn_conf_def_t *const tables[] = {sn_scoring_conf_defs};
-    const char *url = NULL, *spec_path = NULL, *server = "/usr/bin/redis-server";
+    const char *url = NULL, *spec_path = NULL, *server = "/usr/bin/redis-server", *cas_max = NULL;
     size_t machines = 1000;
     int rounds = 20, opt, warm_batch = 100;
     char dir[64] = "", sock[128], urlbuf[160], errstr[512];
@@ -193,16 +194,17 @@ int main(int argc, char **argv) {
     struct timeval tv = {5, 0};
     int status = 1;
 
-    while ((opt = getopt(argc, argv, "u:m:r:s:b:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:m:r:s:b:c:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'm': machines = strtoul(optarg, NULL, 10); break;
         case 'r': rounds = (int)strtol(optarg, NULL, 10); break;
         case 's': spec_path = optarg; break;
         case 'b': server = optarg; break;
+        case 'c': cas_max = optarg; break;
         default:
             fprintf(stderr, "usage: bench_features [-u redis-url] [-m machines] [-r rounds] [-s "
-                            "spec.json] [-b redis-server]\n");
+                            "spec.json] [-b redis-server] [-c redis.cas.machines.max]\n");
             return 2;
         }
     }
@@ -294,6 +296,8 @@ int main(int argc, char **argv) {
                             sizeof(errstr)) ||
                 sn_conf_set(conf, "redis.key.prefix", prefix, "bench", errstr, sizeof(errstr)) ||
                 sn_conf_set(conf, "redis.timeout.ms", "30000", "bench", errstr, sizeof(errstr)) ||
+                (cas_max && sn_conf_set(conf, "redis.cas.machines.max", cas_max, "bench", errstr,
+                                        sizeof(errstr))) ||
                 !(be.redis = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr)))) {
                 fprintf(stderr, "bench: %s\n", errstr);
                 goto out;

@@ -56,6 +56,8 @@ struct sn_scorer {
     size_t *rec_of; /* event j came from batch record rec_of[j] */
     float *x, *scores;
     uint8_t *flags;
+    size_t *alert_row;      /* alert i is event alert_row[i] */
+    sn_model_reason_t *why; /* TOP_FEATURES per alert */
 
     sn_scorer_stats_t stats;
     struct {
@@ -193,15 +195,11 @@ static const sn_scorer_version_t *serving(const sn_scorer_t *s, size_t j, const 
     return s->current;
 }
 
-/* Fills an alert for event j, with the features that pushed its score up. */
+/* Fills an alert for event j; its features come from explain_alerts. */
 static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_alerting_action act,
                        sn_alert_t *a) {
-    const float *row;
-    const sn_scorer_version_t *v = serving(s, j, &row);
+    const sn_scorer_version_t *v = serving(s, j, NULL);
     const sn_record_t *r = &b->records[s->rec_of[j]];
-    size_t nr = 0;
-    sn_model_reason_t why[TOP_FEATURES];
-    char errstr[256];
 
     memset(a, 0, sizeof(*a));
     sn_alert_make_id(a->id, sizeof(a->id), r->topic, r->partition, r->offset);
@@ -214,10 +212,11 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
     a->state = act == SN_ALERTING_OPEN       ? SN_ALERT_OPEN
                : act == SN_ALERTING_RENOTIFY ? SN_ALERT_RENOTIFY
                                              : SN_ALERT_RESOLVED;
-    if (sn_model_explain(v->model, row, TOP_FEATURES, why, &nr, errstr, sizeof(errstr)) != 0) {
-        sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
-        nr = 0;
-    }
+}
+
+/* Copies nr reasons (why, borrowed) into alert a, named in v's spec. */
+static void set_reasons(sn_alert_t *a, const sn_scorer_version_t *v, const sn_model_reason_t *why,
+                        size_t nr) {
     for (size_t i = 0; i < nr; i++) {
         snprintf(a->features[i].name, sizeof(a->features[i].name), "%s",
                  sn_feature_spec_name(v->spec, why[i].feature));
@@ -225,6 +224,51 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
         a->features[i].contribution = why[i].contribution;
     }
     a->nfeatures = (uint32_t)nr;
+}
+
+/* Adds to each of the n alerts the features that pushed its score up (SHAP)
+ * (s->alert_row[i] is alert i's event). Production's alerts take one XGBoost
+ * call for the whole batch: a call per alert paid XGBoost's set-up of a
+ * matrix each time. A batch with canary alerts (another model, other feature
+ * rows) is explained alert by alert. */
+static void explain_alerts(sn_scorer_t *s, sn_alert_t *alerts, size_t n) {
+    size_t nr = 0;
+    char errstr[256];
+    int mixed = 0;
+
+    if (n == 0) return;
+    for (size_t a = 0; a < n && !mixed; a++)
+        mixed = serving(s, s->alert_row[a], NULL) != s->current;
+    if (!mixed) {
+        if (sn_model_explain_rows(s->current->model, s->x, s->alert_row, n, TOP_FEATURES, s->why,
+                                  &nr, errstr, sizeof(errstr)) != 0) {
+            sn_log_warn("scorer", "explaining %zu alerts: %s", n, errstr);
+            nr = 0;
+        }
+        for (size_t a = 0; a < n; a++)
+            set_reasons(&alerts[a], s->current, &s->why[a * TOP_FEATURES], nr);
+        return;
+    }
+    for (size_t a = 0; a < n; a++) {
+        const float *row;
+        const sn_scorer_version_t *v = serving(s, s->alert_row[a], &row);
+
+        if (sn_model_explain(v->model, row, TOP_FEATURES, &s->why[a * TOP_FEATURES], &nr, errstr,
+                             sizeof(errstr)) != 0) {
+            sn_log_warn("scorer", "explaining alert %s: %s", alerts[a].id, errstr);
+            nr = 0;
+        }
+        set_reasons(&alerts[a], v, &s->why[a * TOP_FEATURES], nr);
+    }
+}
+
+/* snprintf(dst, size, "%s", src) without printf's machinery, which cost
+ * more than the rest of building a score record (three per event). */
+static void copy_text(char *dst, size_t size, const char *src) {
+    size_t n = strnlen(src, size - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 /* Sends the score records and the alerts of n scored events. */
@@ -247,9 +291,9 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
                              .source_partition = r->partition,
                              .source_offset = r->offset};
 
-            snprintf(sc.machine_id, sizeof(sc.machine_id), "%s", ev->machine_id);
-            snprintf(sc.model_name, sizeof(sc.model_name), "%s", v->name);
-            snprintf(sc.model_version, sizeof(sc.model_version), "%s", v->version);
+            copy_text(sc.machine_id, sizeof(sc.machine_id), ev->machine_id);
+            copy_text(sc.model_name, sizeof(sc.model_name), v->name);
+            copy_text(sc.model_version, sizeof(sc.model_version), v->version);
             if ((rc = sn_codec_encode_score(s->codec, &sc, frame, sizeof(frame), &len, errstr,
                                             errstr_size)) != 0 ||
                 (rc = sn_producer_send(s->producer, s->topic_scores, -1, ev->machine_id,
@@ -260,13 +304,17 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
         act = sn_alerter_observe(s->alerter, ev->machine_id, ev->ts_ms, s->scores[j], v->threshold);
         if (act == SN_ALERTING_NONE) continue;
         make_alert(s, b, j, act, &alerts[*nalerts]);
-        if ((rc = sn_codec_encode_alert(s->codec, &alerts[*nalerts], frame, sizeof(frame), &len,
-                                        errstr, errstr_size)) != 0 ||
-            (rc = sn_producer_send(s->producer, s->topic_alerts, -1, ev->machine_id,
-                                   strlen(ev->machine_id), frame, len, NULL, 0, 30000, errstr,
-                                   errstr_size)) != 0)
+        s->alert_row[(*nalerts)++] = j;
+    }
+    explain_alerts(s, alerts, *nalerts);
+    for (size_t i = 0; i < *nalerts; i++) {
+        const char *machine = alerts[i].machine_id;
+
+        if ((rc = sn_codec_encode_alert(s->codec, &alerts[i], frame, sizeof(frame), &len, errstr,
+                                        errstr_size)) != 0 ||
+            (rc = sn_producer_send(s->producer, s->topic_alerts, -1, machine, strlen(machine),
+                                   frame, len, NULL, 0, 30000, errstr, errstr_size)) != 0)
             return rc;
-        (*nalerts)++;
     }
     return 0;
 }
@@ -435,7 +483,10 @@ static int alloc_scratch(sn_scorer_t *s, size_t cap) {
     s->x = calloc(cap * nf, sizeof(*s->x));
     s->scores = calloc(cap, sizeof(*s->scores));
     s->flags = calloc(cap, sizeof(*s->flags));
-    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags)
+    s->alert_row = calloc(cap, sizeof(*s->alert_row));
+    s->why = calloc(cap * TOP_FEATURES, sizeof(*s->why));
+    return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags &&
+            s->alert_row && s->why)
                ? 0
                : SN_ERR_NOMEM;
 }
@@ -570,5 +621,7 @@ void sn_scorer_destroy(sn_scorer_t *s) {
     free(s->x);
     free(s->scores);
     free(s->flags);
+    free(s->alert_row);
+    free(s->why);
     free(s);
 }

@@ -1,7 +1,9 @@
 /* feature_redis.c: the Redis feature backend.
  *
  * Per batch: group the events by machine and send one EVALSHA per machine,
- * all pipelined (one round trip). Two kinds of call, one script:
+ * all pipelined (one round trip), except that the compare-and-sets are
+ * combined, redis.cas.machines.max machines to a call of cas_script (see
+ * there). Two kinds of call, one script:
  *
  *  - compare-and-set, the usual one: this process holds an exact copy of the
  *    machine's state (the cache, tagged with the version token stored in
@@ -239,6 +241,54 @@ static const char update_script[] =
     "out[2] = version\n"
     "return out\n";
 
+/* The compare-and-set of many machines in one call: the first branch of
+ * update_script, for each key in turn. Redis's cost is per script call (~12
+ * us of its CPU for a one-event call, whatever the call does), and a scorer
+ * batch of a large fleet holds about one event per machine, so one call per
+ * machine made that the whole cost. A machine whose stored version moved is
+ * left alone ('x') and sent again as a plain call of update_script. Its keys
+ * may lie in different Redis Cluster slots, so it is only for a single
+ * Redis (redis.cas.machines.max = 1 turns it off). */
+static const char cas_script[] =
+    "#!lua\n"
+    "-- Sentinel feature state: stores the results of many machines, each if\n"
+    "-- its stored version is still the one the caller's copy had.\n"
+    "-- KEYS[i]: machine i's state hash. ARGV[1]: ttl (s); then per machine:\n"
+    "-- the caller's version, '1' = refresh the TTL, n, n HSET arguments, d, d\n"
+    "-- fields to delete. Returns one character per machine: c stored, x the\n"
+    "-- version moved (nothing written).\n"
+    "local ttl = tonumber(ARGV[1])\n"
+    "local unpack = unpack\n"
+    "local out = {}\n"
+    "local p = 2\n"
+    "for i = 1, #KEYS do\n"
+    "  local key, expect, refresh = KEYS[i], ARGV[p], ARGV[p + 1]\n"
+    "  local n = tonumber(ARGV[p + 2])\n"
+    "  local s = p + 3\n"
+    "  local d = tonumber(ARGV[s + n])\n"
+    "  p = s + n + 1 + d\n"
+    "  if redis.call('HGET', key, 'v') == expect then\n"
+    "    if n > 0 then\n"
+    "      redis.call('HSET', key, unpack(ARGV, s, s + n - 1))\n"
+    "      if refresh == '1' then redis.call('EXPIRE', key, ttl) end\n"
+    "    end\n"
+    "    if d > 0 then redis.call('HDEL', key, unpack(ARGV, s + n + 1, s + n + d)) end\n"
+    "    out[i] = 'c'\n"
+    "  else\n"
+    "    out[i] = 'x'\n"
+    "  end\n"
+    "end\n"
+    "return table.concat(out)\n";
+
+/* A RESP array being built by hand: the arguments of one multi-machine call
+ * come from buffers reused machine after machine, so they are serialised as
+ * they are made (hiredis's argv interface wants them all at once). */
+struct resp {
+    char *buf;
+    size_t len, cap;
+    size_t n; /* bulk strings */
+};
+
 struct group {
     const char *id; /* borrowed from the batch */
     uint64_t hash;
@@ -250,8 +300,9 @@ struct group {
     sn_fentry_t *entry;            /* cached state, or NULL: replay on the scratch state */
     int cas;                       /* sent as a compare-and-set of the entry's result */
     int changed;                   /* the result changes the state */
-    int resend;                    /* NOSCRIPT: send again after SCRIPT LOAD */
+    int resend;                    /* NOSCRIPT or a moved version: send again */
     int inflight;                  /* sent in the current pipeline, reply not read yet */
+    int multi;                     /* sent in a multi-machine compare-and-set */
     int refresh;                   /* the call refreshes the TTL */
     int64_t sent_at;               /* monotonic seconds when it was queued */
     char expect[SN_FMAP_TAG_MAX];  /* compare-and-set: the version the copy had */
@@ -271,7 +322,15 @@ struct sn_feature_redis {
     size_t cache_max;
 
     redisContext *ctx;
-    char sha[41];
+    char sha[41], cas_sha[41];
+    size_t multi_max;  /* machines per multi-machine call; 1: none */
+    struct resp mkeys; /* the multi-machine call being built: its keys, */
+    struct resp margs; /* its arguments */
+    struct resp mcmd;  /* and the whole command */
+    size_t *mcalls;    /* [cap] members of each multi call sent, in order */
+    size_t nmcalls;    /* multi calls in the pipeline */
+    size_t *mmembers;  /* [cap] their groups, call after call */
+    size_t nmembers;
     int opened; /* connections opened so far */
 
     sn_fmap_t *cache;
@@ -438,6 +497,8 @@ sn_feature_redis_t *sn_feature_redis_new_prefix(const sn_conf_t *conf,
         goto fail;
     }
     r->cache_max = (size_t)cache;
+    r->multi_max = (size_t)sn_conf_int(conf, "redis.cas.machines.max");
+    if (r->multi_max > ROUND_MACHINES_MAX) r->multi_max = ROUND_MACHINES_MAX;
     if (r->cache_max && !(r->cache = sn_fmap_new(spec, r->cache_max))) goto nomem;
     if (!(r->scratch_mem = malloc(sn_fstate_size(spec)))) goto nomem;
     sn_fstate_init(&r->scratch, spec, r->scratch_mem);
@@ -476,6 +537,11 @@ void sn_feature_redis_destroy(sn_feature_redis_t *r) {
     free(r->groups);
     free(r->gtable);
     free(r->round);
+    free(r->mcalls);
+    free(r->mmembers);
+    free(r->mkeys.buf);
+    free(r->margs.buf);
+    free(r->mcmd.buf);
     free(r->blob);
     memset(r->password, 0, sizeof(r->password));
     free(r);
@@ -560,9 +626,11 @@ static int command(sn_feature_redis_t *r, int argc, const char **argv, const siz
     return 0;
 }
 
-static int script_load(sn_feature_redis_t *r, char *errstr, size_t errstr_size) {
-    const char *argv[] = {"SCRIPT", "LOAD", update_script};
-    size_t lens[] = {6, 4, sizeof(update_script) - 1};
+/* Loads one script and keeps its SHA1 in sha (41 bytes). */
+static int load_one(sn_feature_redis_t *r, const char *script, size_t len, char *sha, char *errstr,
+                    size_t errstr_size) {
+    const char *argv[] = {"SCRIPT", "LOAD", script};
+    size_t lens[] = {6, 4, len};
     redisReply *rep;
     int rc = command(r, 3, argv, lens, &rep, errstr, errstr_size);
 
@@ -572,11 +640,20 @@ static int script_load(sn_feature_redis_t *r, char *errstr, size_t errstr_size) 
         return sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
                           "redis %s: SCRIPT LOAD: unexpected reply", r->url);
     }
-    memcpy(r->sha, rep->str, 40);
-    r->sha[40] = '\0';
+    memcpy(sha, rep->str, 40);
+    sha[40] = '\0';
     freeReplyObject(rep);
-    r->stats.script_loads++;
     return 0;
+}
+
+/* Loads the update script, and the multi-machine one when it is used. */
+static int script_load(sn_feature_redis_t *r, char *errstr, size_t errstr_size) {
+    int rc = load_one(r, update_script, sizeof(update_script) - 1, r->sha, errstr, errstr_size);
+
+    if (rc == 0 && r->multi_max > 1)
+        rc = load_one(r, cas_script, sizeof(cas_script) - 1, r->cas_sha, errstr, errstr_size);
+    if (rc == 0) r->stats.script_loads++;
+    return rc;
 }
 
 /* Connects, authenticates, selects the database and loads the script. Any
@@ -679,6 +756,10 @@ static int reserve(sn_feature_redis_t *r, size_t n) {
     r->groups = p;
     if (!(p = realloc(r->round, cap * sizeof(*r->round)))) return SN_ERR_NOMEM;
     r->round = p;
+    if (!(p = realloc(r->mcalls, cap * sizeof(*r->mcalls)))) return SN_ERR_NOMEM;
+    r->mcalls = p;
+    if (!(p = realloc(r->mmembers, cap * sizeof(*r->mmembers)))) return SN_ERR_NOMEM;
+    r->mmembers = p;
     if (!(p = realloc(r->gtable, gcap * sizeof(*r->gtable)))) return SN_ERR_NOMEM;
     r->gtable = p;
     r->gtable_cap = gcap;
@@ -786,6 +867,24 @@ static int offsets_fit(sn_fentry_t *e, size_t first, size_t n, const size_t *nex
 static void put_le32(unsigned char *p, int32_t v) { memcpy(p, &v, 4); }
 static void put_double(unsigned char *p, double v) { memcpy(p, &v, 8); }
 
+/* Writes v in decimal into buf (at least 21 bytes), NUL-terminated, and
+ * returns the length: the numbers of every call (offsets, buckets, lengths)
+ * went through snprintf, a measurable share of the scorer's CPU. */
+static size_t i64_text(char *buf, int64_t v) {
+    char tmp[24];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) buf[len++] = '-';
+    while (n) buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
 /* Applies group g's chunk to its cached copy, here: the redelivery check on
  * the copy's offsets, the bucket update, every event's vector (into out, and
  * its flags into r->eflags). Appends the HSET arguments of the result (the
@@ -795,7 +894,7 @@ static void put_double(unsigned char *p, double v) { memcpy(p, &v, 8); }
  * first: until Redis confirms, the copy is not the stored state. */
 static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event_t *evs,
                           const int32_t *partitions, const int64_t *offsets, float *out,
-                          const char *version, size_t *k) {
+                          const char *version, size_t *k, size_t *nset) {
     const sn_feature_spec_t *spec = r->spec;
     sn_fentry_t *e = g->entry;
     sn_fstate_t *st = &e->st;
@@ -845,7 +944,7 @@ static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event
         sn_fstate_features(st, spec, r->vals, ev->ts_ms, out + i * nfeat);
     }
 #define ARG(s, l) (r->argv[*k] = (s), r->argvlen[*k] = (l), (*k)++)
-#define NUM(fmt, v) (snprintf(r->numbers[nnum], sizeof(r->numbers[0]), fmt, v), r->numbers[nnum++])
+#define NUM(v) (i64_text(r->numbers[nnum], (v)), r->numbers[nnum++])
     nset_pos = *k;
     ARG("0", 1); /* the count, filled in below */
     if (g->changed) {
@@ -861,21 +960,24 @@ static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event
         ARG("m", 1);
         ARG((const char *)r->meta, mlen);
         for (int d = 0; d < ndirty; d++) {
-            s = NUM("o:%d", (int)dirty[d]->partition);
-            ARG(s, strlen(s));
-            s = NUM("%lld", (long long)dirty[d]->offset);
+            char *o = r->numbers[nnum++];
+
+            memcpy(o, "o:", 2);
+            ARG(o, 2 + i64_text(o + 2, dirty[d]->partition));
+            s = NUM(dirty[d]->offset);
             ARG(s, strlen(s));
         }
         for (size_t t = 0; t < ntouched; t++) {
             int64_t b = touched[t], slot = b % spec->nbuckets;
             if (b <= st->wmb - spec->nbuckets) continue; /* pruned later in the chunk */
             if (slot < 0) slot += spec->nbuckets;
-            s = NUM("%lld", (long long)b);
+            s = NUM(b);
             ARG(s, strlen(s));
             ARG((const char *)(st->rec + (size_t)slot * stride), stride * sizeof(double));
         }
     }
-    snprintf(r->numbers[nnum], sizeof(r->numbers[0]), "%zu", *k - nset_pos - 1);
+    *nset = *k - nset_pos - 1;
+    i64_text(r->numbers[nnum], (int64_t)*nset);
     r->argv[nset_pos] = r->numbers[nnum];
     r->argvlen[nset_pos] = strlen(r->numbers[nnum]);
     nnum++;
@@ -884,7 +986,7 @@ static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event
         int64_t to = floordiv(st->wmb, PRUNE_STEP) * PRUNE_STEP - spec->nbuckets;
         if (to > wb0) to = wb0;
         for (int64_t b = from; b <= to; b++) {
-            const char *s = NUM("%lld", (long long)b);
+            const char *s = NUM(b);
             ARG(s, strlen(s));
         }
     }
@@ -892,24 +994,47 @@ static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event
 #undef ARG
 }
 
-/* Queues the script call for group g's next chunk of events: a
- * compare-and-set when the cache holds a current copy of the machine's state
- * (and room for its partitions' offsets), else a plain call that has the
- * script apply the events and return the state. The TTL is refreshed every
- * ttl/16 seconds of this process's clock per machine (and whenever a state is
+/* Whether group g's next chunk can go as a compare-and-set: the cache holds
+ * a current copy of the machine's state, with room for its partitions'
+ * offsets. */
+static int cas_possible(const sn_feature_redis_t *r, const struct group *g,
+                        const int32_t *partitions, const int64_t *offsets) {
+    return g->entry && g->entry->tag[0] &&
+           offsets_fit(g->entry, g->chunk_first, g->chunk_n, r->next, partitions, offsets);
+}
+
+/* Decides how group g's next chunk goes (compare-and-set or plain call) and
+ * mints the version token it stores. The TTL is refreshed every ttl/16
+ * seconds of this process's clock per machine (and whenever a state is
  * created), not on every call. */
+static void prepare_call(sn_feature_redis_t *r, struct group *g, const int32_t *partitions,
+                         const int64_t *offsets) {
+    int64_t now = monotonic_s();
+
+    snprintf(g->version, sizeof(g->version), "%s-%" PRIx64, r->version_base, ++r->version_seq);
+    g->refresh = !g->entry || g->entry->aux == 0 || now - g->entry->aux >= r->ttl_s / 16;
+    g->sent_at = now;
+    g->cas = cas_possible(r, g, partitions, offsets);
+    g->expect[0] = '\0';
+    if (g->cas) snprintf(g->expect, sizeof(g->expect), "%s", g->entry->tag);
+}
+
+/* Queues the script call for group g's next chunk of events: a
+ * compare-and-set when prepare_call says so, else a plain call that has the
+ * script apply the events and return the state. */
 static int append_call(sn_feature_redis_t *r, struct group *g, const sn_event_t *evs,
                        const int32_t *partitions, const int64_t *offsets, float *out, char *errstr,
                        size_t errstr_size) {
     const sn_feature_spec_t *spec = r->spec;
     char key[KEY_MAX], nbt[24], ttlt[24], nft[24], lo_text[24], hi_text[24], nevt[24], stept[24];
-    size_t len = 0, k = 0;
-    int64_t minb = INT64_MAX, maxb = INT64_MIN, now = monotonic_s();
+    size_t len = 0, k = 0, nset = 0;
+    int64_t minb = INT64_MAX, maxb = INT64_MIN;
     size_t i = g->chunk_first;
 
     if (sn_feature_redis_key(r, g->id, key, sizeof(key)) < 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "machine id \"%s\": key too long",
                           g->id);
+    prepare_call(r, g, partitions, offsets);
     for (size_t c = 0; c < g->chunk_n; c++, i = r->next[i]) {
         const sn_event_t *ev = &evs[i];
         int64_t b = sn_fstate_bucket(ev->ts_ms, spec->bucket_ms);
@@ -941,14 +1066,7 @@ static int append_call(sn_feature_redis_t *r, struct group *g, const sn_event_t 
         snprintf(hi_text, sizeof(hi_text), "%lld", (long long)maxb);
     }
     snprintf(nevt, sizeof(nevt), "%zu", g->chunk_n);
-    snprintf(g->version, sizeof(g->version), "%s-%" PRIx64, r->version_base, ++r->version_seq);
     snprintf(stept, sizeof(stept), "%d", PRUNE_STEP);
-    g->refresh = !g->entry || g->entry->aux == 0 || now - g->entry->aux >= r->ttl_s / 16;
-    g->sent_at = now;
-    g->cas = g->entry && g->entry->tag[0] &&
-             offsets_fit(g->entry, g->chunk_first, g->chunk_n, r->next, partitions, offsets);
-    g->expect[0] = '\0';
-    if (g->cas) snprintf(g->expect, sizeof(g->expect), "%s", g->entry->tag);
 #define ARG(s, l) (r->argv[k] = (s), r->argvlen[k] = (l), k++)
     ARG("EVALSHA", 7);
     ARG(r->sha, 40);
@@ -967,13 +1085,105 @@ static int append_call(sn_feature_redis_t *r, struct group *g, const sn_event_t 
     ARG(stept, strlen(stept));
 #undef ARG
     if (g->cas) {
-        apply_locally(r, g, evs, partitions, offsets, out, g->version, &k);
+        apply_locally(r, g, evs, partitions, offsets, out, g->version, &k, &nset);
     } else {
         r->argv[k] = "0";
         r->argvlen[k++] = 1;
     }
     if (redisAppendCommandArgv(r->ctx, (int)k, r->argv, r->argvlen) != REDIS_OK)
         return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "redis: cannot queue a command");
+    return 0;
+}
+
+/* ---- the multi-machine compare-and-set ---- */
+
+static void resp_reset(struct resp *b) { b->len = b->n = 0; }
+
+/* Appends bytes as they are (a header, or another resp's contents). */
+static int resp_raw(struct resp *b, const void *p, size_t len) {
+    if (len > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *q;
+
+        while (cap - b->len < len) cap *= 2;
+        if (!(q = realloc(b->buf, cap))) return SN_ERR_NOMEM;
+        b->buf = q;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, p, len);
+    b->len += len;
+    return 0;
+}
+
+/* Appends one bulk string: $<len>\r\n<bytes>\r\n. */
+static int resp_bulk(struct resp *b, const void *p, size_t len) {
+    char head[32];
+    size_t n = 1;
+
+    head[0] = '$';
+    n += i64_text(head + 1, (int64_t)len);
+    memcpy(head + n, "\r\n", 2);
+    if (resp_raw(b, head, n + 2) || resp_raw(b, p, len) || resp_raw(b, "\r\n", 2))
+        return SN_ERR_NOMEM;
+    b->n++;
+    return 0;
+}
+
+static int resp_bulk_str(struct resp *b, const char *s) { return resp_bulk(b, s, strlen(s)); }
+
+/* Queues the multi-machine call built so far (EVALSHA cas_sha nkeys keys...
+ * ttl machine arguments...) and starts the next one. */
+static int multi_send(sn_feature_redis_t *r, char *errstr, size_t errstr_size) {
+    char head[32], nkeys[24];
+    int n;
+
+    if (r->mkeys.n == 0) return 0;
+    resp_reset(&r->mcmd);
+    n = snprintf(head, sizeof(head), "*%zu\r\n", 3 + r->mkeys.n + r->margs.n);
+    snprintf(nkeys, sizeof(nkeys), "%zu", r->mkeys.n);
+    if (resp_raw(&r->mcmd, head, (size_t)n) || resp_bulk(&r->mcmd, "EVALSHA", 7) ||
+        resp_bulk(&r->mcmd, r->cas_sha, 40) || resp_bulk_str(&r->mcmd, nkeys) ||
+        resp_raw(&r->mcmd, r->mkeys.buf, r->mkeys.len) ||
+        resp_raw(&r->mcmd, r->margs.buf, r->margs.len))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    if (redisAppendFormattedCommand(r->ctx, r->mcmd.buf, r->mcmd.len) != REDIS_OK)
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "redis: cannot queue a command");
+    r->mcalls[r->nmcalls++] = r->mkeys.n;
+    resp_reset(&r->mkeys);
+    resp_reset(&r->margs);
+    return 0;
+}
+
+/* Applies group g's chunk to its cached copy (which prepare_call found
+ * current) and adds the result to the multi-machine call being built, which
+ * is queued when it holds redis.cas.machines.max machines. */
+static int multi_add(sn_feature_redis_t *r, struct group *g, size_t gi, const sn_event_t *evs,
+                     const int32_t *partitions, const int64_t *offsets, float *out, char *errstr,
+                     size_t errstr_size) {
+    char key[KEY_MAX], ttlt[24], num[24];
+    size_t k = 0, nset = 0;
+    int rc = 0;
+
+    if (sn_feature_redis_key(r, g->id, key, sizeof(key)) < 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "machine id \"%s\": key too long",
+                          g->id);
+    prepare_call(r, g, partitions, offsets);
+    apply_locally(r, g, evs, partitions, offsets, out, g->version, &k, &nset);
+    if (r->mkeys.n == 0) {
+        snprintf(ttlt, sizeof(ttlt), "%lld", r->ttl_s);
+        rc |= resp_bulk_str(&r->margs, ttlt);
+    }
+    i64_text(num, (int64_t)(k - 1 - nset)); /* the HDEL names after the HSET arguments */
+    rc |= resp_bulk_str(&r->mkeys, key);
+    rc |= resp_bulk_str(&r->margs, g->expect);
+    rc |= resp_bulk(&r->margs, g->refresh ? "1" : "0", 1);
+    for (size_t a = 0; a <= nset; a++) rc |= resp_bulk(&r->margs, r->argv[a], r->argvlen[a]);
+    rc |= resp_bulk_str(&r->margs, num);
+    for (size_t a = nset + 1; a < k; a++) rc |= resp_bulk(&r->margs, r->argv[a], r->argvlen[a]);
+    if (rc) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    g->multi = 1;
+    r->mmembers[r->nmembers++] = gi;
+    if (r->mkeys.n >= r->multi_max) return multi_send(r, errstr, errstr_size);
     return 0;
 }
 
@@ -1063,6 +1273,20 @@ static void count(sn_feature_redis_t *r, int f) {
         r->stats.dropped_late++;
 }
 
+/* Group g's compare-and-set was stored: what apply_locally computed stands,
+ * and the copy is what Redis now holds. */
+static void cas_stored(sn_feature_redis_t *r, struct group *g) {
+    sn_fentry_t *e = g->entry;
+    size_t i = g->chunk_first;
+
+    r->stats.cache_hits++;
+    for (size_t c = 0; c < g->chunk_n; c++, i = r->next[i]) count(r, r->eflags[i]);
+    if (g->refresh && g->changed) e->aux = g->sent_at;
+    snprintf(e->tag, sizeof(e->tag), "%s", g->changed ? g->version : g->expect);
+    g->cursor = i;
+    g->remaining -= g->chunk_n;
+}
+
 /* Handles the reply to group g's call: a confirmed compare-and-set keeps what
  * apply_locally computed; otherwise the chunk is replayed on the state the
  * reply carries, and each event's decision is checked against the script's. */
@@ -1079,11 +1303,8 @@ static int process_reply(sn_feature_redis_t *r, struct group *g, const redisRepl
 
     if (rep->type == REDIS_REPLY_STRING && rep->len == 1 && rep->str[0] == 'c') {
         if (!g->cas) goto bad;
-        r->stats.cache_hits++;
-        for (c = 0; c < g->chunk_n; c++, i = r->next[i]) count(r, r->eflags[i]);
-        if (g->refresh && g->changed) e->aux = g->sent_at;
-        /* the copy is what Redis now holds */
-        snprintf(e->tag, sizeof(e->tag), "%s", g->changed ? g->version : g->expect);
+        cas_stored(r, g);
+        return 0;
     } else {
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) goto bad;
         for (size_t k = 0; k < 3; k++)
@@ -1155,20 +1376,90 @@ bad:
                       "features: machine \"%s\": malformed reply from the update script", g->id);
 }
 
+/* Reads the replies to the multi-machine calls of the pipeline, which were
+ * queued first. A machine whose version moved ('x') is marked for a resend as
+ * a plain call (apply_locally cleared its copy's tag); NOSCRIPT marks every
+ * machine of the call, and sets *noscript. */
+static int read_multi(sn_feature_redis_t *r, size_t *nresend, int *noscript, char *errstr,
+                      size_t errstr_size) {
+    size_t m = 0;
+
+    for (size_t c = 0; c < r->nmcalls; c++) {
+        size_t nm = r->mcalls[c];
+        redisReply *rep = NULL;
+        int rc = 0;
+
+        if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK || !rep)
+            return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "redis %s: %s", r->url,
+                              r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+            *noscript = 1;
+        } else if (rep->type == REDIS_REPLY_ERROR) {
+            rc = sn_err_set(errstr, errstr_size, reply_error_class(rep->str),
+                            "redis %s: feature update of %zu machines: %s", r->url, nm, rep->str);
+        } else if (rep->type != REDIS_REPLY_STRING || rep->len != nm) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                            "features: malformed reply from the multi-machine script");
+        }
+        for (size_t j = 0; j < nm && rc == 0; j++) {
+            struct group *g = &r->groups[r->mmembers[m + j]];
+            char f = rep->type == REDIS_REPLY_STRING ? rep->str[j] : 'x';
+
+            g->inflight = g->multi = 0;
+            if (f == 'c') {
+                cas_stored(r, g);
+            } else if (f == 'x') {
+                if (rep->type == REDIS_REPLY_STRING) r->stats.cas_moved++;
+                g->resend = 1;
+                (*nresend)++;
+            } else {
+                rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                                "features: malformed reply from the multi-machine script");
+            }
+        }
+        freeReplyObject(rep);
+        if (rc != 0) return rc;
+        m += nm;
+    }
+    return 0;
+}
+
 /* Sends the calls of the groups in r->round[0..n) (only those marked for a
- * resend when only_resend) and reads the replies in order. NOSCRIPT marks a
- * group for a resend; any other failure closes the connection (the
- * pipeline's remaining replies are abandoned with it). */
+ * resend when only_resend) and reads the replies in order: first the
+ * multi-machine compare-and-sets (when redis.cas.machines.max > 1), then one
+ * call per remaining machine. NOSCRIPT or a moved version marks a group for
+ * a resend (*noscript says whether the scripts must be loaded again); any
+ * other failure closes the connection (the pipeline's remaining replies are
+ * abandoned with it). */
 static int run_pipeline(sn_feature_redis_t *r, size_t n, int only_resend, const sn_event_t *evs,
                         const int32_t *partitions, const int64_t *offsets, float *out,
-                        size_t *nresend, char *errstr, size_t errstr_size) {
+                        size_t *nresend, int *noscript, char *errstr, size_t errstr_size) {
     size_t sent = 0;
     int rc = 0;
 
     *nresend = 0;
+    *noscript = 0;
+    r->nmcalls = r->nmembers = 0;
+    resp_reset(&r->mkeys);
+    resp_reset(&r->margs);
     for (size_t k = 0; k < n; k++) {
         struct group *g = &r->groups[r->round[k]];
+
+        g->multi = 0;
         if (only_resend && !g->resend) continue;
+        if (r->multi_max < 2 || !cas_possible(r, g, partitions, offsets)) continue;
+        g->resend = 0;
+        if ((rc = multi_add(r, g, r->round[k], evs, partitions, offsets, out, errstr,
+                            errstr_size)) != 0)
+            goto fail;
+        g->inflight = 1;
+    }
+    if ((rc = multi_send(r, errstr, errstr_size)) != 0) goto fail;
+    sent += r->nmcalls;
+    r->stats.multi_calls += r->nmcalls;
+    for (size_t k = 0; k < n; k++) {
+        struct group *g = &r->groups[r->round[k]];
+        if (g->multi || (only_resend && !g->resend)) continue;
         g->resend = 0;
         if ((rc = append_call(r, g, evs, partitions, offsets, out, errstr, errstr_size)) != 0)
             goto fail;
@@ -1177,6 +1468,7 @@ static int run_pipeline(sn_feature_redis_t *r, size_t n, int only_resend, const 
     }
     r->stats.round_trips++;
     r->stats.calls += sent;
+    if ((rc = read_multi(r, nresend, noscript, errstr, errstr_size)) != 0) goto fail;
     for (size_t k = 0; k < n; k++) {
         struct group *g = &r->groups[r->round[k]];
         redisReply *rep = NULL;
@@ -1194,6 +1486,7 @@ static int run_pipeline(sn_feature_redis_t *r, size_t n, int only_resend, const 
                  * resend is a plain call that rereads the state */
                 g->resend = 1;
                 (*nresend)++;
+                *noscript = 1;
                 freeReplyObject(rep);
                 continue;
             }
@@ -1209,7 +1502,8 @@ static int run_pipeline(sn_feature_redis_t *r, size_t n, int only_resend, const 
     }
     return 0;
 fail:
-    for (size_t k = 0; k < n; k++) r->groups[r->round[k]].inflight = 0;
+    for (size_t k = 0; k < n; k++)
+        r->groups[r->round[k]].inflight = r->groups[r->round[k]].multi = 0;
     conn_close(r);
     return rc;
 }
@@ -1248,6 +1542,7 @@ static int apply_batch(sn_feature_redis_t *r, const sn_event_t *evs, const int32
     pending = r->ngroups;
     while (pending > 0) {
         size_t nround = 0, ncached = 0, nresend = 0;
+        int noscript = 0;
 
         if (!r->ctx && (rc = conn_open(r, errstr, errstr_size)) != 0) return rc;
         for (size_t gi = 0; gi < r->ngroups && nround < ROUND_MACHINES_MAX; gi++) {
@@ -1268,17 +1563,18 @@ static int apply_batch(sn_feature_redis_t *r, const sn_event_t *evs, const int32
             }
             r->round[nround++] = gi;
         }
-        rc = run_pipeline(r, nround, 0, evs, partitions, offsets, out, &nresend, errstr,
+        rc = run_pipeline(r, nround, 0, evs, partitions, offsets, out, &nresend, &noscript, errstr,
                           errstr_size);
         if (rc != 0) return rc;
         if (nresend > 0) {
-            /* the script cache was flushed (a restart, SCRIPT FLUSH, failover) */
-            if ((rc = script_load(r, errstr, errstr_size)) != 0) {
+            /* the script cache was flushed (a restart, SCRIPT FLUSH, failover);
+             * or another writer moved some versions: plain calls for those */
+            if (noscript && (rc = script_load(r, errstr, errstr_size)) != 0) {
                 conn_close(r);
                 return rc;
             }
-            rc = run_pipeline(r, nround, 1, evs, partitions, offsets, out, &nresend, errstr,
-                              errstr_size);
+            rc = run_pipeline(r, nround, 1, evs, partitions, offsets, out, &nresend, &noscript,
+                              errstr, errstr_size);
             if (rc != 0) return rc;
             if (nresend > 0) {
                 conn_close(r);

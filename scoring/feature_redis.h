@@ -7,6 +7,9 @@
  * machine per batch updates it atomically and idempotently (an offset at or
  * below the stored one is a redelivery and changes nothing); the calls for
  * all machines of a batch are pipelined, so a batch costs one round trip.
+ * The compare-and-set calls below (the usual case) are combined, up to
+ * redis.cas.machines.max machines per script call, since Redis's cost is
+ * per call: a batch of a large fleet has about one event per machine.
  *
  * The window maths runs in C, the in-memory engine's code, so the vectors
  * equal the in-memory backend's bit for bit. Usually this process holds an
@@ -38,18 +41,22 @@ typedef struct sn_feature_redis sn_feature_redis_t;
 
 typedef struct sn_feature_redis_stats {
     uint64_t batches;      /* apply_batch calls that succeeded */
-    uint64_t calls;        /* script calls (one per machine per batch) */
+    uint64_t calls;        /* script calls (per batch: one per machine, but one per up to
+                              redis.cas.machines.max compare-and-sets) */
     uint64_t round_trips;  /* pipelines sent */
     uint64_t reconnects;   /* connections opened after the first */
     uint64_t script_loads; /* SCRIPT LOADs, after connecting or a NOSCRIPT */
     uint64_t cache_hits;   /* calls stored the result computed from the copy */
     uint64_t cache_misses; /* calls with a copy that returned the state instead */
+    uint64_t multi_calls;  /* calls (among calls) that stored many machines' results */
+    uint64_t cas_moved;    /* machines of those whose stored version had moved: sent
+                              again as a plain call */
     uint64_t applied, redelivered, dropped_late; /* events */
 } sn_feature_redis_stats_t;
 
 /* Creates the backend. conf is borrowed for the call (redis.url,
  * redis.username, redis.password, redis.timeout.ms, redis.key.prefix,
- * feature.state.ttl.s, feature.cache.machines); spec is borrowed, must be
+ * redis.cas.machines.max, feature.state.ttl.s, feature.cache.machines); spec is borrowed, must be
  * bound and must outlive the handle. Does not connect: the first batch does,
  * so a Redis that is not up yet is a transient error there rather than a
  * failed start. NULL with errstr for a bad URL or a TTL shorter than the

@@ -750,17 +750,10 @@ out:
     return rc;
 }
 
-int sn_model_explain(const sn_model_t *model, const float *x, size_t k, sn_model_reason_t *out,
-                     size_t *nout, char *errstr, size_t errstr_size) {
-    size_t nf = model->nfeatures;
-    float *c = malloc((nf + 1) * sizeof(*c));
-    int rc;
-
-    *nout = 0;
-    if (!c) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
-    if ((rc = sn_model_contribs(model, x, 1, c, errstr, errstr_size)) != 0) goto out;
-    if (k > nf) k = nf;
-    /* k is tiny (3 for an alert): a partial selection beats a sort. */
+/* The k (<= nf) largest contributions of one row c (nf + 1 floats, the bias
+ * last and never picked), largest first, with the row's values from x. k is
+ * tiny (3 for an alert): a partial selection beats a sort. */
+static void top_k(const float *c, const float *x, size_t nf, size_t k, sn_model_reason_t *out) {
     for (size_t i = 0; i < k; i++) {
         size_t best = nf;
 
@@ -772,8 +765,52 @@ int sn_model_explain(const sn_model_t *model, const float *x, size_t k, sn_model
         }
         out[i] = (sn_model_reason_t){(uint32_t)best, x[best], c[best]};
     }
+}
+
+int sn_model_explain(const sn_model_t *model, const float *x, size_t k, sn_model_reason_t *out,
+                     size_t *nout, char *errstr, size_t errstr_size) {
+    return sn_model_explain_rows(model, x, NULL, 1, k, out, nout, errstr, errstr_size);
+}
+
+/* Every XGBoost contributions call builds a DMatrix, and building one costs
+ * about as much as explaining a row (the copy, and XGBoost 1.7 reading the
+ * cgroup CPU quota files for the matrix's own thread count): explaining the
+ * alerts of a batch in one call pays that once. The rows are gathered into
+ * one dense block first, since the alert rows are scattered over the batch. */
+int sn_model_explain_rows(const sn_model_t *model, const float *x, const size_t *rows, size_t nrows,
+                          size_t k, sn_model_reason_t *out, size_t *nout, char *errstr,
+                          size_t errstr_size) {
+    size_t nf = model->nfeatures;
+    float *c = NULL, *g = NULL;
+    const float *block = x;
+    int rc = 0;
+
+    *nout = 0;
+    if (k > nf) k = nf;
+    if (nrows == 0) return 0;
+    if (!x || !out)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "model: explain: NULL argument");
+    if (nrows > SN_MODEL_EXPLAIN_ROWS_MAX)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "model: explain: %zu rows in one call, more than %d", nrows,
+                          SN_MODEL_EXPLAIN_ROWS_MAX);
+    if (!(c = malloc(nrows * (nf + 1) * sizeof(*c)))) {
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (rows) {
+        if (!(g = malloc(nrows * nf * sizeof(*g)))) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < nrows; i++) memcpy(g + i * nf, x + rows[i] * nf, nf * sizeof(*g));
+        block = g;
+    }
+    if ((rc = sn_model_contribs(model, block, nrows, c, errstr, errstr_size)) != 0) goto out;
+    for (size_t i = 0; i < nrows; i++) top_k(c + i * (nf + 1), block + i * nf, nf, k, out + i * k);
     *nout = k;
 out:
+    free(g);
     free(c);
     return rc;
 }

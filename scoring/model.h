@@ -84,6 +84,19 @@ typedef struct sn_model_reason {
 int sn_model_explain(const sn_model_t *model, const float *x, size_t k, sn_model_reason_t *out,
                      size_t *nout, char *errstr, size_t errstr_size);
 
+/* Rows accepted by one sn_model_explain_rows call. */
+#define SN_MODEL_EXPLAIN_ROWS_MAX 100000
+
+/* sn_model_explain for nrows rows at once, with one XGBoost contributions
+ * call: row i is x[rows[i] * nfeatures ...] (rows: nrows indices, borrowed;
+ * NULL means rows 0..nrows-1 of x), its reasons go to out[i * k ...]
+ * (caller-owned, nrows * k entries). The reasons equal sn_model_explain's row
+ * by row, bit for bit. *nout is the number of reasons per row (k, or fewer
+ * when the model has fewer features). */
+int sn_model_explain_rows(const sn_model_t *model, const float *x, const size_t *rows, size_t nrows,
+                          size_t k, sn_model_reason_t *out, size_t *nout, char *errstr,
+                          size_t errstr_size);
+
 /* Runs one prediction and one explanation on a row of missing values, so that
  * XGBoost's lazy set-up (configuration, thread pools, predictor caches) is
  * paid before the model takes traffic, and a model that cannot predict is

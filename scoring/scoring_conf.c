@@ -14,6 +14,12 @@ const sn_conf_def_t sn_scoring_conf_defs[] = {
      "after a reconnect."},
     {"redis.key.prefix", SN_CONF_STR, "sn", 0, 0, NULL, 0,
      "Prefix of the feature-state keys, <prefix>:{<machine>}:<layout> (no braces)."},
+    {"redis.cas.machines.max", SN_CONF_INT, "500", 1, 10000, NULL, 0,
+     "Machines whose feature updates go in one script call when the scorer's copy of their "
+     "state is current (the usual case): Redis's cost is per call, and a batch of a large "
+     "fleet holds about one event per machine. Each machine keeps its own compare-and-set. "
+     "Set 1 (one call per machine) for Redis Cluster or a proxy, where one call's keys must "
+     "share a slot."},
     {"feature.state.ttl.s", SN_CONF_INT, "604800", 60, 31536000, NULL, 0,
      "Expiry of a machine's feature state after its last update, in seconds; must cover the "
      "feature retention and the longest redelivery delay (offsets expire with the state)."},

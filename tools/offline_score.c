@@ -19,7 +19,10 @@
  *
  * With --jsonl-out FILE it instead writes the stream as JSON lines (the
  * trainer's --jsonl input) and needs no model; --failures-out FILE writes the
- * fleet's failures as `sentinel produce --failures-out` does.
+ * fleet's failures as `sentinel produce --failures-out` does. --explain-out
+ * FILE writes, for every event, machine_id,ts_ms and its three top SHAP
+ * features as name:contribution|... (one sn_model_explain call per row: the
+ * reference the scorer's batched explanations are checked against).
  *
  * Build: tools/CMakeLists.txt (target offline_score). Usage: offline_score
  * --help. */
@@ -67,6 +70,7 @@ static void usage(FILE *out) {
             "usage: offline_score (--fleet N --events M [--seed S] | --jsonl FILE | --csv FILE)\n"
             "                     [--start MS] [--step MS] [--preset ai4i] [--map F=C]...\n"
             "                     [--version V] [--jsonl-out FILE] [--failures-out FILE]\n"
+            "                     [--explain-out FILE]\n"
             "                     [-c FILE] [-X KEY=VALUE]...\n\n"
             "Prints machine_id,ts_ms,score for every event of the stream: the in-memory\n"
             "features of the model card's spec, scored by the model at model.alias (or\n"
@@ -201,15 +205,29 @@ out:
 }
 
 /* Scores the n vectors in x and prints them with their events. */
+/* Scores a chunk, and explains each row on its own when eout is set. */
 static int flush_chunk(sn_model_t *model, sn_model_ctx_t *ctx, const float *x, float *scores,
-                       char (*ids)[SN_EVENT_ID_MAX], const int64_t *ts, size_t n, char *errstr,
-                       size_t errstr_size) {
+                       char (*ids)[SN_EVENT_ID_MAX], const int64_t *ts, size_t n, FILE *eout,
+                       const sn_feature_spec_t *spec, char *errstr, size_t errstr_size) {
+    size_t nf = sn_model_nfeatures(model);
     int rc;
 
     if (n == 0) return 0;
     if ((rc = sn_model_predict(model, ctx, x, n, scores, errstr, errstr_size)) != 0) return rc;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        sn_model_reason_t why[3];
+        size_t nr = 0;
+
         printf("%s,%" PRId64 ",%.17g\n", ids[i], ts[i], (double)scores[i]);
+        if (!eout) continue;
+        if ((rc = sn_model_explain(model, x + i * nf, 3, why, &nr, errstr, errstr_size)) != 0)
+            return rc;
+        fprintf(eout, "%s,%" PRId64 ",", ids[i], ts[i]);
+        for (size_t k = 0; k < nr; k++)
+            fprintf(eout, "%s%s:%.9g", k ? "|" : "", sn_feature_spec_name(spec, why[k].feature),
+                    (double)why[k].contribution);
+        fputc('\n', eout);
+    }
     return 0;
 }
 
@@ -226,7 +244,8 @@ int main(int argc, char **argv) {
         O_MAP,
         O_VERSION,
         O_JOUT,
-        O_FOUT
+        O_FOUT,
+        O_EOUT
     };
     static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
                                              {"jsonl", required_argument, NULL, O_JSONL},
@@ -240,6 +259,7 @@ int main(int argc, char **argv) {
                                              {"version", required_argument, NULL, O_VERSION},
                                              {"jsonl-out", required_argument, NULL, O_JOUT},
                                              {"failures-out", required_argument, NULL, O_FOUT},
+                                             {"explain-out", required_argument, NULL, O_EOUT},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     sn_source_opts_t so;
@@ -252,12 +272,12 @@ int main(int argc, char **argv) {
     sn_feature_spec_t *spec = NULL;
     sn_features_t *feat = NULL;
     sn_event_t *ev = NULL;
-    FILE *jout = NULL, *fout = NULL;
+    FILE *jout = NULL, *fout = NULL, *eout = NULL;
     float *x = NULL, *scores = NULL;
     char(*ids)[SN_EVENT_ID_MAX] = NULL;
     int64_t *ts = NULL, v64;
     const char *x_args[X_MAX], *map[MAP_MAX], *conf_file = NULL, *want = NULL, *jout_path = NULL,
-                                              *fout_path = NULL;
+                                              *fout_path = NULL, *eout_path = NULL;
     char errstr[1024], version[SN_REGISTRY_VERSION_MAX] = "";
     double threshold = NAN;
     size_t nf = 0, n = 0;
@@ -318,6 +338,7 @@ int main(int argc, char **argv) {
         case O_VERSION: want = optarg; break;
         case O_JOUT: jout_path = optarg; break;
         case O_FOUT: fout_path = optarg; break;
+        case O_EOUT: eout_path = optarg; break;
         case 'h': usage(stdout); return SN_EXIT_OK;
         default: goto bad_usage;
         }
@@ -339,6 +360,10 @@ int main(int argc, char **argv) {
         goto fail;
     }
     so.failures_out = fout;
+    if (eout_path && !(eout = fopen(eout_path, "w"))) {
+        snprintf(errstr, sizeof(errstr), "cannot write %s", eout_path);
+        goto fail;
+    }
     if (!(src = sn_source_new(&so, &view, errstr, sizeof(errstr)))) goto fail;
     if (!(ev = calloc(1, sizeof(*ev)))) goto nomem;
 
@@ -392,12 +417,14 @@ int main(int argc, char **argv) {
         ts[n++] = ev->ts_ms;
         events++;
         if (n == CHUNK) {
-            if (flush_chunk(model, ctx, x, scores, ids, ts, n, errstr, sizeof(errstr)) != 0)
+            if (flush_chunk(model, ctx, x, scores, ids, ts, n, eout, spec, errstr,
+                            sizeof(errstr)) != 0)
                 goto fail;
             n = 0;
         }
     }
-    if (flush_chunk(model, ctx, x, scores, ids, ts, n, errstr, sizeof(errstr)) != 0) goto fail;
+    if (flush_chunk(model, ctx, x, scores, ids, ts, n, eout, spec, errstr, sizeof(errstr)) != 0)
+        goto fail;
     if (fflush(stdout) != 0) {
         snprintf(errstr, sizeof(errstr), "writing the scores failed");
         goto fail;
@@ -420,6 +447,10 @@ bad_usage:
 out:
     if (jout) fclose(jout);
     if (fout) fclose(fout);
+    if (eout && fclose(eout) != 0 && rc == SN_EXIT_OK) {
+        fprintf(stderr, "offline_score: writing %s failed\n", eout_path);
+        rc = SN_EXIT_RUNTIME;
+    }
     free(ts);
     free(ids);
     free(scores);

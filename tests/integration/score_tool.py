@@ -292,6 +292,13 @@ def cmd_compare(a):
     # alerts: the state machine again, from the offline scores
     exp = alert_machine(offline, thr, a.cooldown, a.resolve_after)
     got = []
+    explained, explained_equal = None, 0
+    if a.explain:
+        explained = {}
+        for line in open(a.explain):
+            m, ts, top = line.rstrip("\n").split(",", 2)
+            explained[(m, int(ts))] = [(n, struct.unpack("f", struct.pack("f", float(c)))[0])
+                                       for n, c in (x.rsplit(":", 1) for x in top.split("|"))]
     for p, o, ts, k, v in read_all(a.bootstrap, a.alerts):
         d = decode_alert(v)
         got.append((d["machine_id"], d["ts"], d["state"]))
@@ -306,6 +313,15 @@ def cmd_compare(a):
             errors.append(f"alert {d['id']}: threshold {d['threshold']} score {d['score']}")
         if d["model_version"] != a.version or not d["top_features"]:
             errors.append(f"alert {d['id']}: version {d['model_version']}, {len(d['top_features'])} features")
+        if explained is not None:
+            # the scorer explains a batch's alerts in one XGBoost call; the
+            # offline run explains each row alone: same names, same float32
+            # contributions, same order
+            mine = [(n, struct.unpack("f", struct.pack("f", c))[0]) for n, _, c in d["top_features"]]
+            if mine != explained.get(ev):
+                errors.append(f"alert {d['id']}: top features {mine}, offline {explained.get(ev)}")
+            else:
+                explained_equal += 1
     if len(got) != len(set(got)):
         errors.append(f"{len(got) - len(set(got))} duplicate alerts")
     if sorted(got) != sorted(exp):
@@ -329,6 +345,8 @@ def cmd_compare(a):
           f"alerts {len(got)} online = {len(exp)} offline (open {states['OPEN']}, renotify "
           f"{states['RENOTIFY']}, resolved {states['RESOLVED']}); threshold {thr:.6f}; "
           f"{caught} of {len(failures)} failures had an alert in the {a.horizon // 60000} min before them")
+    if explained is not None:
+        print(f"  {explained_equal} of {len(got)} alerts explained exactly as the offline per-row SHAP")
     for e in errors[:10]:
         print("   ", e)
     return 1 if errors else 0
@@ -777,6 +795,7 @@ def main():
     for f in ("scores", "alerts", "telemetry", "offline", "card", "version"):
         s.add_argument("--" + f, required=True)
     s.add_argument("--model", default="sentinel"); s.add_argument("--failures")
+    s.add_argument("--explain", help="offline_score --explain-out: each alert's top features must equal it")
     s.add_argument("--horizon", type=int, default=600000, help="ms before a failure that an alert counts")
     s.add_argument("--cooldown", type=int, required=True); s.add_argument("--resolve-after", type=int, required=True)
     s = sub.add_parser("coverage")

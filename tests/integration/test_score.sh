@@ -8,8 +8,9 @@
 # compared by an independent peer (score_tool.py: confluent-kafka, Avro decoded
 # by hand, the alert state machine written again, Redis over raw RESP).
 #   1. 50,000 events of 200 machines with failures: every score equals the
-#      offline score, the alerts equal the offline state machine's; SIGTERM
-#      exits 0 within 10 s.
+#      offline score, the alerts equal the offline state machine's, each
+#      alert's top SHAP features (explained a batch at a time) equal the
+#      offline per-row explanation; SIGTERM exits 0 within 10 s.
 #   2. kill -9 mid-run and a restart: every event scored (at least once), the
 #      Redis feature state equal to an uninterrupted run's (but the version
 #      token 'v').
@@ -128,11 +129,12 @@ n=$(tool wait-count "$base-t1.scores" "$N1" --timeout 120)
 check "the scores topic holds $N1 records ($n)" test "$n" -ge "$N1"
 stop_scorer "$s1"
 check "SIGTERM: exit 0 within 10 s" test $? -eq 0
-offline -X model.alias=production --events "$N1" --seed 2 >"$work/offline1.csv" 2>"$work/offline1.err"
+offline -X model.alias=production --events "$N1" --seed 2 --explain-out "$work/explain1.csv" \
+  >"$work/offline1.csv" 2>"$work/offline1.err"
 tool compare --scores "$base-t1.scores" --alerts "$base-t1.alerts" --telemetry "$base-t1.tel" \
   --offline "$work/offline1.csv" --card "$work/reg/sentinel/versions/1/card.json" --version 1 \
-  --cooldown 600000 --resolve-after 5 --failures "$work/failures1.csv"
-check "every score equal to the offline one (<= 1e-6), alerts equal to the offline state machine's" test $? -eq 0
+  --cooldown 600000 --resolve-after 5 --failures "$work/failures1.csv" --explain "$work/explain1.csv"
+check "every score equal to the offline one (<= 1e-6), alerts equal to the offline state machine's, each alert's top SHAP features equal to the offline per-row ones" test $? -eq 0
 grep -h "score: consumed" "$work/score1.log" | sed 's/^.*score: /  scorer: /'
 t
 fi

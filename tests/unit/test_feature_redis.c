@@ -347,7 +347,8 @@ static size_t feed(sn_feature_redis_t *r, sn_features_t *mem, const sn_feature_s
 }
 
 /* The parity scenario on one spec and cache size. */
-static void parity(const char *spec_json, int64_t step_ms, int64_t back_ms, const char *cache) {
+static void parity(const char *spec_json, int64_t step_ms, int64_t back_ms, const char *cache,
+                   const char *cas_max) {
     sn_feature_spec_t *spec = spec_new(spec_json);
     sn_conf_t *conf;
     sn_feature_redis_t *r;
@@ -360,6 +361,8 @@ static void parity(const char *spec_json, int64_t step_ms, int64_t back_ms, cons
 
     server_start(&the_server);
     conf = conf_new(&the_server, cache, "2000");
+    cr_assert_eq(
+        sn_conf_set(conf, "redis.cas.machines.max", cas_max, "test", errstr, sizeof(errstr)), 0);
     r = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
     cr_assert_not_null(r, "%s", errstr);
     mem = sn_features_new(spec, 0, errstr, sizeof(errstr));
@@ -389,6 +392,10 @@ static void parity(const char *spec_json, int64_t step_ms, int64_t back_ms, cons
     if (strcmp(cache, "10000") == 0)
         cr_expect_gt(st.cache_hits, st.cache_misses, "hits %llu misses %llu",
                      (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses);
+    /* the compare-and-sets went many machines to a call, or one each */
+    if (strcmp(cache, "10000") == 0 && strcmp(cas_max, "1") != 0) cr_expect_gt(st.multi_calls, 0);
+    if (strcmp(cas_max, "1") == 0) cr_expect_eq(st.multi_calls, 0);
+    cr_expect_eq(st.cas_moved, 0, "a single writer never finds its version moved");
     cr_log_info("parity (cache %s): %llu calls, %llu round trips, %llu hits, %llu misses, %llu "
                 "applied, %llu late",
                 cache, (unsigned long long)st.calls, (unsigned long long)st.round_trips,
@@ -404,11 +411,64 @@ static void parity(const char *spec_json, int64_t step_ms, int64_t back_ms, cons
     server_stop(&the_server);
 }
 
-Test(feature_redis, parity_small_buckets_with_cache) { parity(test_spec, 1000, 25000, "10000"); }
-Test(feature_redis, parity_small_buckets_without_cache) { parity(test_spec, 1000, 25000, "0"); }
-Test(feature_redis, parity_small_buckets_tiny_cache) { parity(test_spec, 1000, 25000, "2"); }
+Test(feature_redis, parity_small_buckets_with_cache) {
+    parity(test_spec, 1000, 25000, "10000", "500");
+}
+Test(feature_redis, parity_small_buckets_with_cache_one_call_per_machine) {
+    parity(test_spec, 1000, 25000, "10000", "1");
+}
+Test(feature_redis, parity_small_buckets_with_cache_two_machines_per_call) {
+    parity(test_spec, 1000, 25000, "10000", "2");
+}
+Test(feature_redis, parity_small_buckets_without_cache) {
+    parity(test_spec, 1000, 25000, "0", "500");
+}
+Test(feature_redis, parity_small_buckets_tiny_cache) { parity(test_spec, 1000, 25000, "2", "500"); }
 Test(feature_redis, parity_default_spec) {
-    parity(sn_feature_spec_default_json(), 60000, 78 * 60000, "10000");
+    parity(sn_feature_spec_default_json(), 60000, 78 * 60000, "10000", "500");
+}
+
+/* Two writers of the same machines, as two scorers around a rebalance: each
+ * finds, in turn, that the other moved the stored versions, so its
+ * multi-machine compare-and-sets are refused ('x') for those machines and it
+ * falls back to plain calls; the vectors stay bit-identical to one in-memory
+ * engine fed the whole stream in order, and redeliveries are still caught
+ * whichever writer applied the event first. */
+Test(feature_redis, two_writers_fall_back_from_multi_machine_calls) {
+    sn_feature_spec_t *spec = spec_new(test_spec);
+    sn_conf_t *conf;
+    sn_feature_redis_t *w[2];
+    sn_features_t *mem;
+    struct stream *s = malloc(sizeof(*s));
+    char errstr[512];
+    sn_feature_redis_stats_t st[2];
+
+    server_start(&the_server);
+    conf = conf_new(&the_server, "10000", "2000");
+    w[0] = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
+    w[1] = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
+    cr_assert(w[0] && w[1], "%s", errstr);
+    mem = sn_features_new(spec, 0, errstr, sizeof(errstr));
+    make_stream(s, 1000, 25000, 99);
+    rng_state = 9;
+    for (int64_t lo = 0, k = 0; lo < PER_PARTITION; lo += 50, k++)
+        feed(w[k % 2], mem, spec, s, 0, s->n, lo, lo + 50, 0);
+    /* a batch both already applied: redelivered for either writer */
+    feed(w[0], mem, spec, s, 0, s->n, 120, 130, SN_FEATURES_REDELIVERED);
+    feed(w[1], mem, spec, s, 0, s->n, 70, 80, SN_FEATURES_REDELIVERED);
+    sn_feature_redis_stats(w[0], &st[0]);
+    sn_feature_redis_stats(w[1], &st[1]);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_gt(st[i].cas_moved, 0, "writer %d found moved versions", i);
+        cr_expect_gt(st[i].multi_calls, 0, "writer %d sent multi-machine calls", i);
+    }
+    free(s);
+    sn_features_destroy(mem);
+    sn_feature_redis_destroy(w[0]);
+    sn_feature_redis_destroy(w[1]);
+    sn_conf_destroy(conf);
+    sn_feature_spec_destroy(spec);
+    server_stop(&the_server);
 }
 
 /* The sorted fields of a hash except the version token, as one string. */
@@ -474,6 +534,7 @@ Test(feature_redis, stored_state_same_from_lua_and_c) {
     cr_expect_gt(stc.cache_hits, 150, "C computed most results (%llu)",
                  (unsigned long long)stc.cache_hits);
     cr_expect_eq(stl.cache_hits + stl.cache_misses, 0, "the script computed all of them");
+    cr_expect_gt(stc.multi_calls, 0, "C's results went many machines to a call");
     for (int m = 0; m < MACHINES; m++) {
         size_t lc, ll;
         char *a, *b;

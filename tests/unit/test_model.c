@@ -130,6 +130,53 @@ Test(model, contributions_equal_python_and_sum_to_margin) {
     sn_model_destroy(m);
 }
 
+/* One contributions call for many rows must give each row what explaining it
+ * alone gives, bit for bit, whichever rows are picked and in whatever order. */
+Test(model, explain_rows_equals_explain_row_by_row) {
+    char err[256];
+    sn_model_t *m = sn_model_load_file(DIR "fixture.ubj", NF, 1, err, sizeof(err));
+    size_t rows[64], n = 0, nb = 0;
+    sn_model_reason_t *batch = calloc(NROWS * NF, sizeof(*batch)), one[3];
+
+    cr_assert_not_null(m, "%s", err);
+    for (size_t i = 0; i < 64; i++) rows[i] = (i * 37 + 11) % NROWS; /* scattered, repeats */
+    cr_assert_eq(sn_model_explain_rows(m, X, rows, 64, 3, batch, &nb, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_eq(nb, 3);
+    for (size_t i = 0; i < 64; i++) {
+        cr_assert_eq(sn_model_explain(m, X + rows[i] * NF, 3, one, &n, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_assert_eq(n, 3);
+        for (size_t k = 0; k < 3; k++) {
+            const sn_model_reason_t *b = &batch[i * 3 + k];
+
+            cr_assert_eq(b->feature, one[k].feature, "row %zu reason %zu", rows[i], k);
+            cr_assert_eq(memcmp(&b->contribution, &one[k].contribution, sizeof(float)), 0,
+                         "row %zu reason %zu: %a vs %a", rows[i], k, (double)b->contribution,
+                         (double)one[k].contribution);
+            cr_assert_eq(memcmp(&b->value, &one[k].value, sizeof(float)), 0);
+        }
+    }
+    /* rows NULL: the first nrows rows; k beyond the features is cut to them */
+    cr_assert_eq(sn_model_explain_rows(m, X, NULL, NROWS, NF + 5, batch, &nb, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(nb, NF);
+    for (size_t i = 0; i < NROWS; i += 17) {
+        sn_model_reason_t all[NF];
+
+        cr_assert_eq(sn_model_explain(m, X + i * NF, NF, all, &n, err, sizeof(err)), 0, "%s", err);
+        for (size_t k = 0; k < NF; k++)
+            cr_assert_eq(batch[i * NF + k].contribution, all[k].contribution, "row %zu", i);
+    }
+    cr_assert_eq(sn_model_explain_rows(m, X, rows, 0, 3, batch, &nb, err, sizeof(err)), 0);
+    cr_assert_eq(sn_model_explain_rows(m, X, NULL, SN_MODEL_EXPLAIN_ROWS_MAX + 1, 3, batch, &nb,
+                                       err, sizeof(err)),
+                 SN_ERR_INVALID);
+    cr_assert(strstr(err, "more than"), "%s", err);
+    free(batch);
+    sn_model_destroy(m);
+}
+
 Test(model, explain_gives_the_top_contributions) {
     char err[256];
     sn_model_t *m = sn_model_load_file(DIR "fixture.ubj", NF, 1, err, sizeof(err));
