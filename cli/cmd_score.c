@@ -77,10 +77,11 @@ out:
         sn_scorer_stats(scorer, &st);
         sn_log_info("score",
                     "consumed %llu, scored %llu, dead-lettered %llu, alerts opened %llu resolved "
-                    "%llu, model %s",
+                    "%llu, model %s, transactions committed %llu aborted %llu",
                     (unsigned long long)st.consumed, (unsigned long long)st.scored,
                     (unsigned long long)st.dead_lettered, (unsigned long long)st.alerts_opened,
-                    (unsigned long long)st.alerts_resolved, st.model_version);
+                    (unsigned long long)st.alerts_resolved, st.model_version,
+                    (unsigned long long)st.txn_committed, (unsigned long long)st.txn_aborted);
     }
     sn_httpd_destroy(httpd);
     sn_scorer_destroy(scorer);

@@ -15,6 +15,15 @@ const sn_conf_def_t sn_scorer_conf_defs[] = {
      "Longest wait between retries of a batch while Redis or the schema registry is down."},
     {"scorer.poll.interval.s", SN_CONF_INT, "300", 1, 86400, NULL, 0,
      "How often the scorer asks the registry where model.alias points."},
+    {"scorer.exactly.once", SN_CONF_BOOL, "false", 0, 0, NULL, 0,
+     "Exactly-once outputs: each batch's dead letters, score records, alerts and offsets are "
+     "committed in one Kafka transaction (readers must use isolation.level=read_committed, "
+     "librdkafka's default). Off: at-least-once (outputs acknowledged, then offsets stored)."},
+    {"scorer.transactional.id", SN_CONF_STR, "", 0, 0, NULL, 0,
+     "Transactional id of the scorer's producer with scorer.exactly.once; empty: "
+     "sentinel-scorer-<host name>. Must be unique per running instance and stable across its "
+     "restarts (a restart fences the previous incarnation and aborts what it left open); in "
+     "Kubernetes the chart sets it to the pod name."},
     {"topic.dlq", SN_CONF_STR, "telemetry.dlq", 0, 0, NULL, 0,
      "Dead-letter topic: records that cannot be decoded, with the reason in headers."},
     {"topic.alerts", SN_CONF_STR, "machine-failures", 0, 0, NULL, 0, "Topic of failure alerts."},
