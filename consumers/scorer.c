@@ -209,13 +209,19 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
         sn_log_warn("scorer", "explaining alert %s: %s", a->id, errstr);
         nr = 0;
     }
+    /* A missing value (NaN: an empty window) can push the score through
+     * XGBoost's default branch, but the alert schema's value is a plain double
+     * that the codec keeps finite: such a reason is left out rather than
+     * failing the alert, which would stop the scorer on every redelivery. */
     for (size_t i = 0; i < nr; i++) {
-        snprintf(a->features[i].name, sizeof(a->features[i].name), "%s",
-                 sn_feature_spec_name(v->spec, why[i].feature));
-        a->features[i].value = why[i].value;
-        a->features[i].contribution = why[i].contribution;
+        sn_alert_feature_t *f = &a->features[a->nfeatures];
+
+        if (!isfinite(why[i].value) || !isfinite(why[i].contribution)) continue;
+        snprintf(f->name, sizeof(f->name), "%s", sn_feature_spec_name(v->spec, why[i].feature));
+        f->value = why[i].value;
+        f->contribution = why[i].contribution;
+        a->nfeatures++;
     }
-    a->nfeatures = (uint32_t)nr;
 }
 
 /* Sends the score records and the alerts of n scored events. */
