@@ -5,8 +5,11 @@
  * partition, a version token), with a TTL; the hash tag keeps any future
  * per-machine key in the same Redis Cluster slot. One Lua script call per
  * machine per batch updates it atomically and idempotently (an offset at or
- * below the stored one is a redelivery and changes nothing); the calls for
- * all machines of a batch are pipelined, so a batch costs one round trip.
+ * below the stored one is a redelivery and changes nothing, except that a
+ * redo of the machine's last call from its start undoes and re-applies it, so
+ * an aborted Kafka transaction's batch gets the same vectors again); the
+ * calls for all machines of a batch are pipelined, so a batch costs one round
+ * trip.
  *
  * The window maths runs in C, the in-memory engine's code, so the vectors
  * equal the in-memory backend's bit for bit. Usually this process holds an
