@@ -10,13 +10,16 @@
 #include "consumers/scorer.h"
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: sentinel score [-c FILE] [-X KEY=VALUE]...\n\n"
-                 "Joins the consumer group scorer.group.id on topic.telemetry, keeps rolling\n"
-                 "features per machine in Redis (redis.url), scores every event with the model\n"
-                 "at model.alias in the registry (registry.url), sends alerts to topic.alerts,\n"
-                 "score records to topic.scores and bad records to topic.dlq. Serves /metrics,\n"
-                 "/healthz and /readyz on metrics.bind:metrics.port. SIGTERM or Ctrl-C finishes\n"
-                 "the batch in hand, commits and exits.\n\n");
+    fprintf(out,
+            "usage: sentinel score [-c FILE] [-X KEY=VALUE]...\n\n"
+            "Joins the consumer group scorer.group.id on topic.telemetry, keeps rolling\n"
+            "features per machine in Redis (redis.url), scores every event with the model\n"
+            "at model.alias in the registry (registry.url), sends alerts to topic.alerts,\n"
+            "score records to topic.scores and bad records to topic.dlq. Serves /metrics,\n"
+            "/healthz and /readyz on metrics.bind:metrics.port. SIGTERM or Ctrl-C finishes\n"
+            "the batch in hand, commits and exits. With scorer.exactly.once=true each\n"
+            "batch's outputs and offsets are one Kafka transaction (read them with\n"
+            "isolation.level=read_committed); scorer.transactional.id names the instance.\n\n");
     cli_conf_usage(out);
 }
 
