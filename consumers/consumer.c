@@ -107,9 +107,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts, char *errstr,
                                size_t errstr_size) {
     /* Offsets are stored by us after a batch is done and committed by
-     * librdkafka's auto-commit: at-least-once without a commit per batch. An
-     * operator's kafka.* keys still win over these defaults. */
-    static const char *const defaults[] = {"enable.auto.offset.store",
+     * librdkafka's auto-commit: at-least-once without a commit per batch.
+     * read_committed (librdkafka's default, spelled out): the scorer's
+     * exactly-once outputs must not show aborted transactions to `sentinel
+     * alerts` or the archiver. An operator's kafka.* keys still win over these
+     * defaults. */
+    static const char *const defaults[] = {"isolation.level",
+                                           "read_committed",
+                                           "enable.auto.offset.store",
                                            "false",
                                            "enable.auto.commit",
                                            "true",
