@@ -50,7 +50,7 @@
 
 #define ROUND_MACHINES_MAX 10000 /* script calls in one pipeline */
 #define KEY_MAX 512
-#define FIXED_ARGS 16 /* EVALSHA sha 1 key ARGV[1..12] */
+#define FIXED_ARGS 17 /* EVALSHA sha 1 key ARGV[1..13] */
 /* HSET arguments of a stored result (touched buckets, meta, offsets) plus the
  * HDEL names (pruned buckets) of one call, and the numbers among them. */
 #define RESULT_ARGS_MAX                                                                            \
@@ -75,12 +75,12 @@ static const char update_script[] =
     "-- and its time per windowed field; v -> version token; o:<partition> -> the\n"
     "-- last applied offset (decimal); u -> the undo record of the last call that\n"
     "-- changed the state (msgpack: {names, old values or false, first offset it\n"
-    "-- applied per 'o:<partition>'}).\n"
+    "-- applied per 'o:<partition>', the version it stored}), kept when ARGV[12].\n"
     "-- ARGV: 1 nbuckets, 2 ttl (s), 3 windowed fields, 4 lo, 5 hi, 6 nevents,\n"
     "-- 7 events (packed), 8 the caller's version ('' = no copy), 9 the version to\n"
-    "-- store, 10 '1' = refresh the TTL, 11 prune step (buckets), 12 n = number of\n"
-    "-- HSET arguments in the caller's result, 13..12+n those arguments, then the\n"
-    "-- fields the caller's result deletes.\n"
+    "-- store, 10 '1' = refresh the TTL, 11 prune step (buckets), 12 '1' = keep\n"
+    "-- the undo record, 13 n = number of HSET arguments in the caller's result,\n"
+    "-- 14..13+n those arguments, then the fields the caller's result deletes.\n"
     "--\n"
     "-- When the stored version equals the caller's, the caller already applied\n"
     "-- the events to its exact copy of this state: its result is stored as sent\n"
@@ -103,17 +103,22 @@ static const char update_script[] =
     "local lo, hi, nev, blob = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]\n"
     "local efmt = '<i4dddd' .. string.rep('d', nf)\n"
     "\n"
-    "-- the undo record of a call that writes names: their current values\n"
+    "-- the undo record of a call that writes names: their current values, and\n"
+    "-- the version it stores (any later write, with or without an undo record,\n"
+    "-- changes the version, which voids the record)\n"
     "local function undo(names, olds, first)\n"
-    "  return cmsgpack.pack({names, olds, first})\n"
+    "  return cmsgpack.pack({names, olds, first, ARGV[9]})\n"
     "end\n"
     "\n"
     "if ARGV[8] ~= '' and redis.call('HGET', key, 'v') == ARGV[8] then\n"
-    "  local n = tonumber(ARGV[12])\n"
-    "  if n > 0 then\n"
+    "  local n = tonumber(ARGV[13])\n"
+    "  if n > 0 and ARGV[12] ~= '1' then\n"
+    "    redis.call('HSET', key, unpack(ARGV, 14, 13 + n))\n"
+    "    if ARGV[10] == '1' then redis.call('EXPIRE', key, ttl) end\n"
+    "  elseif n > 0 then\n"
     "    local names, first, pos = {}, {}, 1\n"
-    "    for i = 13, 12 + n, 2 do names[#names + 1] = ARGV[i] end\n"
-    "    for i = 13 + n, #ARGV do names[#names + 1] = ARGV[i] end\n"
+    "    for i = 14, 13 + n, 2 do names[#names + 1] = ARGV[i] end\n"
+    "    for i = 14 + n, #ARGV do names[#names + 1] = ARGV[i] end\n"
     "    for i = 1, nev do\n"
     "      local e = {struct.unpack(efmt, blob, pos)}\n"
     "      pos = e[6 + nf]\n"
@@ -121,10 +126,10 @@ static const char update_script[] =
     "      if e[2] >= 0 and (not first[okey] or e[2] < first[okey]) then first[okey] = e[2] end\n"
     "    end\n"
     "    local u = undo(names, redis.call('HMGET', key, unpack(names)), first)\n"
-    "    redis.call('HSET', key, 'u', u, unpack(ARGV, 13, 12 + n))\n"
+    "    redis.call('HSET', key, 'u', u, unpack(ARGV, 14, 13 + n))\n"
     "    if ARGV[10] == '1' then redis.call('EXPIRE', key, ttl) end\n"
     "  end\n"
-    "  if #ARGV > 12 + n then redis.call('HDEL', key, unpack(ARGV, 13 + n, #ARGV)) end\n"
+    "  if #ARGV > 13 + n then redis.call('HDEL', key, unpack(ARGV, 14 + n, #ARGV)) end\n"
     "  return 'c'\n"
     "end\n"
     "\n"
@@ -169,8 +174,8 @@ static const char update_script[] =
     "  for i = 1, #names do\n"
     "    if names[i] == okey and olds[i] then before = tonumber(olds[i]) end\n"
     "  end\n"
-    "  if off >= 0 and nfirst == 1 and first[okey] and off <= first[okey] and off > before and\n"
-    "     offs[okey] and off <= offs[okey] then\n"
+    "  if u[4] == version and off >= 0 and nfirst == 1 and first[okey] and\n"
+    "     off <= first[okey] and off > before and offs[okey] and off <= offs[okey] then\n"
     "    local set, del = {}, {'u'}\n"
     "    for i = 1, #names do\n"
     "      if olds[i] then set[#set + 1] = names[i]; set[#set + 1] = olds[i]\n"
@@ -288,10 +293,14 @@ static const char update_script[] =
     "    if b > wb - nb then hs[#hs + 1] = fmt('%d', b); hs[#hs + 1] = struct.pack(rfmt, "
     "unpack(r)) end\n"
     "  end\n"
-    "  local names, olds = {}, {}\n"
-    "  for i = 1, #hs, 2 do names[#names + 1] = hs[i]; olds[#olds + 1] = cur[hs[i]] or false end\n"
-    "  for _, b in ipairs(pruned) do names[#names + 1] = b; olds[#olds + 1] = cur[b] or false end\n"
-    "  hs[#hs + 1] = 'u'; hs[#hs + 1] = undo(names, olds, first)\n"
+    "  if ARGV[12] == '1' then\n"
+    "    local names, olds = {}, {}\n"
+    "    for i = 1, #hs, 2 do names[#names + 1] = hs[i]; olds[#olds + 1] = cur[hs[i]] or false "
+    "end\n"
+    "    for _, b in ipairs(pruned) do names[#names + 1] = b; olds[#olds + 1] = cur[b] or false "
+    "end\n"
+    "    hs[#hs + 1] = 'u'; hs[#hs + 1] = undo(names, olds, first)\n"
+    "  end\n"
     "  if #pruned > 0 then redis.call('HDEL', key, unpack(pruned)) end\n"
     "  redis.call('HSET', key, unpack(hs))\n"
     "  version = ARGV[9]\n"
@@ -362,6 +371,7 @@ struct sn_feature_redis {
 
     char version_base[40];
     uint64_t version_seq;
+    int undo; /* keep the undo record of each machine's last call */
     sn_feature_redis_stats_t stats;
 };
 
@@ -531,6 +541,8 @@ void sn_feature_redis_destroy(sn_feature_redis_t *r) {
     memset(r->password, 0, sizeof(r->password));
     free(r);
 }
+
+void sn_feature_redis_set_undo(sn_feature_redis_t *r, int on) { r->undo = on != 0; }
 
 void sn_feature_redis_stats(const sn_feature_redis_t *r, sn_feature_redis_stats_t *out) {
     *out = r->stats;
@@ -1036,6 +1048,7 @@ static int append_call(sn_feature_redis_t *r, struct group *g, const sn_event_t 
     ARG(g->version, strlen(g->version));
     ARG(g->refresh ? "1" : "0", 1);
     ARG(stept, strlen(stept));
+    ARG(r->undo ? "1" : "0", 1);
 #undef ARG
     if (g->cas) {
         apply_locally(r, g, evs, partitions, offsets, out, g->version, &k);

@@ -719,10 +719,13 @@ static void apply_range(sn_feature_redis_t *r, const struct stream *s, size_t fr
 }
 
 /* The batch of an aborted Kafka transaction comes again (the redo, or a
- * restart from the committed offsets): Redis already holds it, yet every
- * event must get the vector it had, so that the redo scores and alerts the
- * same. An older stretch stays a plain redelivery: flagged, state untouched. */
-static void redo_last_batch(const char *cache) {
+ * restart from the committed offsets): Redis already holds it, yet with the
+ * undo record on (undo 1) every event must get the vector it had, so that the
+ * redo scores and alerts the same; an older stretch stays a plain
+ * redelivery: flagged, state untouched. undo 0: the record off, a plain
+ * redelivery. undo 2: the last batch was written without a record, so the
+ * record left by the batch before it is void. */
+static void redo_last_batch(const char *cache, int undo) {
     sn_feature_spec_t *spec = spec_new(test_spec);
     size_t nf = sn_feature_spec_nfeatures(spec), B = 60, cut = 600;
     sn_conf_t *conf;
@@ -739,12 +742,34 @@ static void redo_last_batch(const char *cache) {
     conf = conf_new(&the_server, cache, "2000");
     r = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
     cr_assert_not_null(r, "%s", errstr);
+    sn_feature_redis_set_undo(r, undo != 0);
     make_stream(s, 1000, 25000, 99);
     for (size_t i = 0; i < cut; i += B) apply_range(r, s, i, i + B, again, f2);
+    /* undo 2: the last batch written without a record, so the record of the
+     * batch before it must not be used */
+    sn_feature_redis_set_undo(r, undo == 1);
     apply_range(r, s, cut, cut + B, first, f1);
     for (int m = 0; m < MACHINES; m++) {
         sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
         h1[m] = hash_sorted(&the_server, key, &l1[m]);
+    }
+    if (undo != 1) { /* a plain redelivery: flagged, state untouched */
+        size_t from = undo == 2 ? cut - B : cut;
+
+        apply_range(r, s, from, from + B, again, f2);
+        for (size_t i = 0; i < B; i++)
+            cr_expect(f2[i] & SN_FEATURES_REDELIVERED, "event %zu: flags %d", i, f2[i]);
+        for (int m = 0; m < MACHINES; m++) {
+            sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
+            h2 = hash_sorted(&the_server, key, &l2);
+            cr_expect(l2 == l1[m] && memcmp(h1[m], h2, l2) == 0, "machine %s: state changed",
+                      machine_ids[m]);
+            free(h2);
+        }
+        if (undo == 0)
+            cr_expect(memcmp(first, again, B * nf * sizeof(float)) != 0,
+                      "redelivered vectors differ from the first ones (else this proves nothing)");
+        goto out;
     }
     /* the same batch again: the same vectors and decisions, the same state */
     apply_range(r, s, cut, cut + B, again, f2);
@@ -776,8 +801,9 @@ static void redo_last_batch(const char *cache) {
         cr_expect(l2 == l1[m] && memcmp(h1[m], h2, l2) == 0,
                   "machine %s: older redelivery changed it", machine_ids[m]);
         free(h2);
-        free(h1[m]);
     }
+out:
+    for (int m = 0; m < MACHINES; m++) free(h1[m]);
     free(s);
     free(first);
     free(again);
@@ -788,5 +814,7 @@ static void redo_last_batch(const char *cache) {
     server_stop(&the_server);
 }
 
-Test(feature_redis, redo_of_the_last_batch_with_cache) { redo_last_batch("10000"); }
-Test(feature_redis, redo_of_the_last_batch_without_cache) { redo_last_batch("0"); }
+Test(feature_redis, redo_of_the_last_batch_with_cache) { redo_last_batch("10000", 1); }
+Test(feature_redis, redo_of_the_last_batch_without_cache) { redo_last_batch("0", 1); }
+Test(feature_redis, redo_without_undo_is_a_redelivery) { redo_last_batch("10000", 0); }
+Test(feature_redis, stale_undo_record_is_not_used) { redo_last_batch("0", 2); }
