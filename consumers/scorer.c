@@ -58,19 +58,6 @@ struct sn_scorer {
     float *x, *scores;
     uint8_t *flags;
 
-    /* The feature vectors of the last aborted batch, by source offset, for its
-     * redo (allocated at the first abort). */
-    struct {
-        size_t n, cap, nf;
-        uint64_t swaps; /* model_swaps when saved: another model, another vector */
-        struct redo_key {
-            int32_t part;
-            int64_t off;
-            size_t row;
-        } * keys;
-        float *x;
-    } redo;
-
     sn_scorer_stats_t stats;
     struct {
         sn_counter_t *consumed, *decoded, *scored, *retries, *swaps, *refusals, *redis_errors;
@@ -346,62 +333,12 @@ static int stage_commit(sn_scorer_t *s, sn_batch_t *b, volatile int *stop, char 
     return 0;
 }
 
-static int redo_key_cmp(const void *a, const void *b) {
-    const struct redo_key *x = a, *y = b;
-
-    if (x->part != y->part) return x->part < y->part ? -1 : 1;
-    return x->off < y->off ? -1 : x->off > y->off;
-}
-
-/* Keeps the aborted batch's k vectors. Redis applied the batch already, so on
- * the redo it flags every event as redelivered and computes its vector from a
- * state that holds the batch's later events too (features.md): handing the
- * first attempt's vectors back makes the redo score and alert exactly as the
- * first attempt did. Without memory the redo just uses Redis's vectors. */
-static void redo_save(sn_scorer_t *s, size_t k) {
-    size_t nf = sn_feature_spec_nfeatures(s->current->spec);
-
-    s->redo.n = 0;
-    if (!s->redo.keys) {
-        s->redo.keys = calloc(s->cap, sizeof(*s->redo.keys));
-        s->redo.x = calloc(s->cap * SN_FEATURE_SPEC_FEATURES_MAX, sizeof(*s->redo.x));
-        if (!s->redo.keys || !s->redo.x) {
-            free(s->redo.keys);
-            free(s->redo.x);
-            s->redo.keys = NULL;
-            s->redo.x = NULL;
-            return;
-        }
-    }
-    for (size_t j = 0; j < k; j++) s->redo.keys[j] = (struct redo_key){s->parts[j], s->offs[j], j};
-    qsort(s->redo.keys, k, sizeof(*s->redo.keys), redo_key_cmp);
-    memcpy(s->redo.x, s->x, k * nf * sizeof(*s->x));
-    s->redo.n = k;
-    s->redo.nf = nf;
-    s->redo.swaps = s->stats.model_swaps;
-}
-
-/* Puts the saved vectors back for the redelivered events of a redo. */
-static void redo_reuse(sn_scorer_t *s, size_t k) {
-    size_t nf = s->redo.nf;
-
-    if (!s->redo.n || s->redo.swaps != s->stats.model_swaps) return;
-    for (size_t j = 0; j < k; j++) {
-        struct redo_key want = {s->parts[j], s->offs[j], 0}, *hit;
-
-        if (!(s->flags[j] & SN_FEATURES_REDELIVERED) ||
-            !(hit = bsearch(&want, s->redo.keys, s->redo.n, sizeof(want), redo_key_cmp)))
-            continue;
-        memcpy(&s->x[j * nf], &s->redo.x[hit->row * nf], nf * sizeof(*s->x));
-    }
-}
-
 /* Exactly-once, after an aborted transaction: none of the batch's outputs or
  * offsets will ever be seen, so the alert state goes back to before the batch
  * and the consumer back to the batch's first records, which the next polls
- * deliver again. Redis keeps the batch's updates (idempotent per offset), and
- * the redo gets the first attempt's vectors back (redo_save). */
-static int batch_redo(sn_scorer_t *s, sn_batch_t *b, size_t k, const char *why, volatile int *stop,
+ * deliver again. Redis keeps the batch's updates, and the undo record of each
+ * machine's last update (on in this mode) gives the redo the same vectors. */
+static int batch_redo(sn_scorer_t *s, sn_batch_t *b, const char *why, volatile int *stop,
                       char *errstr, size_t errstr_size) {
     int rc;
 
@@ -413,7 +350,6 @@ static int batch_redo(sn_scorer_t *s, sn_batch_t *b, size_t k, const char *why, 
     if ((rc = sn_alerter_rollback(s->alerter)) != 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
                           "out of memory restoring the alert state of an aborted batch");
-    redo_save(s, k);
     sn_consumer_rewind(s->consumer, b);
     backoff(s, s->aborts_in_row++, stop);
     sn_consumer_pause(s->consumer, 0);
@@ -494,7 +430,6 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         }
         if (rc != 0) break;
         if (attempt) sn_log_info("scorer", "features: Redis is back after %d retries", attempt);
-        redo_reuse(s, (size_t)k);
         sn_consumer_pause(s->consumer, 0);
 
         /* score */
@@ -507,8 +442,7 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) == 0)
             rc = stage_commit(s, &batch, stop, errstr, errstr_size);
         if (rc == SN_ERR_TRANSIENT && s->eos) {
-            if ((rc = batch_redo(s, &batch, (size_t)k, errstr, stop, errstr, errstr_size)) != 0)
-                break;
+            if ((rc = batch_redo(s, &batch, errstr, stop, errstr, errstr_size)) != 0) break;
             continue;
         }
         if (rc != 0) {
@@ -719,7 +653,5 @@ void sn_scorer_destroy(sn_scorer_t *s) {
     free(s->x);
     free(s->scores);
     free(s->flags);
-    free(s->redo.keys);
-    free(s->redo.x);
     free(s);
 }
