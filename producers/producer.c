@@ -139,12 +139,13 @@ int sn_producer_txn_begin(sn_producer_t *p, char *errstr, size_t errstr_size) {
 int sn_producer_txn_commit(sn_producer_t *p, const sn_kafka_offsets_t *offsets, char *errstr,
                            size_t errstr_size) {
     rd_kafka_error_t *error = NULL;
-    int rc;
+    int rc, sent = !offsets || offsets->offsets->cnt == 0;
 
+    /* a retry resumes the step that timed out, not the ones that succeeded */
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (offsets && offsets->offsets->cnt > 0)
-            error =
-                rd_kafka_send_offsets_to_transaction(p->rk, offsets->offsets, offsets->group, -1);
+        if (!sent && !(error = rd_kafka_send_offsets_to_transaction(p->rk, offsets->offsets,
+                                                                    offsets->group, -1)))
+            sent = 1;
         if (!error) error = rd_kafka_commit_transaction(p->rk, -1);
         if (!error) return 0;
         if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_txn_requires_abort(error) ||
