@@ -13,7 +13,8 @@
  * measured), -m machines (1000), -r rounds per measurement (20), -s spec.json
  * (default: the built-in AI4I spec), -b redis-server binary, -c N sets
  * redis.cas.machines.max (1: one script call per machine). BENCH_REDIS_ONLY=1
- * in the environment skips the in-memory baseline.
+ * in the environment skips the in-memory baseline; BENCH_UNDO=1 keeps the undo
+ * record (what the exactly-once scorer does).
  *
  * Workload: each machine sends an AI4I-like event every 10 s of event time;
  * the state is warmed to a full retention first. "batch B" means B events per
@@ -302,6 +303,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench: %s\n", errstr);
                 goto out;
             }
+            sn_feature_redis_set_undo(be.redis, getenv("BENCH_UNDO") != NULL);
             fleet_init(&fl, machines);
             if (run(&be, &fl, spec->nfeatures, (int)(3600000 / STEP_MS / warm_batch) + 1,
                     warm_batch, &wall, &cpu, &ev) != 0)

@@ -10,16 +10,19 @@
 #include "consumers/scorer.h"
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: sentinel score [-c FILE] [-X KEY=VALUE]...\n\n"
-                 "Joins the consumer group scorer.group.id on topic.telemetry, keeps rolling\n"
-                 "features per machine in Redis (redis.url), scores every event with the model\n"
-                 "at model.alias in the registry (registry.url), sends alerts to topic.alerts,\n"
-                 "score records to topic.scores and bad records to topic.dlq. With\n"
-                 "scorer.challenger=shadow the model at model.challenger.alias also scores every\n"
-                 "event into topic.shadow; with canary it serves the machines whose hash is\n"
-                 "below scorer.canary.fraction (see README, Challenger). Serves /metrics,\n"
-                 "/healthz and /readyz on metrics.bind:metrics.port. SIGTERM or Ctrl-C finishes\n"
-                 "the batch in hand, commits and exits.\n\n");
+    fprintf(out,
+            "usage: sentinel score [-c FILE] [-X KEY=VALUE]...\n\n"
+            "Joins the consumer group scorer.group.id on topic.telemetry, keeps rolling\n"
+            "features per machine in Redis (redis.url), scores every event with the model\n"
+            "at model.alias in the registry (registry.url), sends alerts to topic.alerts,\n"
+            "score records to topic.scores and bad records to topic.dlq. With\n"
+            "scorer.challenger=shadow the model at model.challenger.alias also scores every\n"
+            "event into topic.shadow; with canary it serves the machines whose hash is\n"
+            "below scorer.canary.fraction (see README, Challenger). Serves /metrics,\n"
+            "/healthz and /readyz on metrics.bind:metrics.port. SIGTERM or Ctrl-C finishes\n"
+            "the batch in hand, commits and exits. With scorer.exactly.once=true each\n"
+            "batch's outputs and offsets are one Kafka transaction (read them with\n"
+            "isolation.level=read_committed); scorer.transactional.id names the instance.\n\n");
     cli_conf_usage(out);
 }
 
@@ -80,10 +83,11 @@ out:
         sn_scorer_stats(scorer, &st);
         sn_log_info("score",
                     "consumed %llu, scored %llu, dead-lettered %llu, alerts opened %llu resolved "
-                    "%llu, model %s",
+                    "%llu, model %s, transactions committed %llu aborted %llu",
                     (unsigned long long)st.consumed, (unsigned long long)st.scored,
                     (unsigned long long)st.dead_lettered, (unsigned long long)st.alerts_opened,
-                    (unsigned long long)st.alerts_resolved, st.model_version);
+                    (unsigned long long)st.alerts_resolved, st.model_version,
+                    (unsigned long long)st.txn_committed, (unsigned long long)st.txn_aborted);
     }
     sn_httpd_destroy(httpd);
     sn_scorer_destroy(scorer);

@@ -19,6 +19,16 @@
 rd_kafka_conf_t *sn_kafka_conf_new(const sn_conf_t *conf, const char *const *defaults, char *errstr,
                                    size_t errstr_size);
 
+/* What a transactional producer commits along with a batch's outputs
+ * (KIP-447): the consumer's next offsets and its group metadata, which lets the
+ * broker fence a consumer that lost its partitions. Made by the consumer
+ * runtime (sn_consumer_batch_offsets), only read by the producer
+ * (sn_producer_txn_commit), freed with sn_consumer_offsets_destroy. */
+struct sn_kafka_offsets {
+    rd_kafka_topic_partition_list_t *offsets;
+    rd_kafka_consumer_group_metadata_t *group;
+};
+
 /* An in-process Kafka cluster (librdkafka's mock cluster) for the embedded demo
  * and fault-injection tests: no broker process, no Java. Not for the end-to-end
  * tests, which run against a real broker. */

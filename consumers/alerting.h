@@ -42,4 +42,17 @@ enum sn_alerting_action sn_alerter_observe(sn_alerter_t *a, const char *machine_
 
 void sn_alerter_stats(const sn_alerter_t *a, sn_alerter_stats_t *out);
 
+/* Marks the state to return to (exactly-once: the start of a batch's
+ * transaction). From the first call on, every observation is journaled until
+ * the next checkpoint, so the journal is bounded by the observations in
+ * between. */
+void sn_alerter_checkpoint(sn_alerter_t *a);
+
+/* Puts every machine's state and the counters back to the last checkpoint (the
+ * batch's transaction was aborted: its alerts were never seen, and the redo
+ * must decide them again from the same state), and checkpoints there. 0;
+ * SN_ERR_INVALID without a checkpoint; SN_ERR_NOMEM when the journal or the
+ * restore ran out of memory (the state is then not the checkpoint's: exit). */
+int sn_alerter_rollback(sn_alerter_t *a);
+
 #endif

@@ -107,9 +107,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *opts, char *errstr,
                                size_t errstr_size) {
     /* Offsets are stored by us after a batch is done and committed by
-     * librdkafka's auto-commit: at-least-once without a commit per batch. An
-     * operator's kafka.* keys still win over these defaults. */
-    static const char *const defaults[] = {"enable.auto.offset.store",
+     * librdkafka's auto-commit: at-least-once without a commit per batch.
+     * read_committed (librdkafka's default, spelled out): the scorer's
+     * exactly-once outputs must not show aborted transactions to `sentinel
+     * alerts` or the archiver. An operator's kafka.* keys still win over these
+     * defaults. */
+    static const char *const defaults[] = {"isolation.level",
+                                           "read_committed",
+                                           "enable.auto.offset.store",
                                            "false",
                                            "enable.auto.commit",
                                            "true",
@@ -135,6 +140,13 @@ sn_consumer_t *sn_consumer_new(const sn_conf_t *conf, const sn_consumer_opts_t *
     c->opts = *opts;
     c->opts.topics = NULL;
     if (!(rk_conf = sn_kafka_conf_new(conf, defaults, errstr, errstr_size))) goto fail;
+    /* Not overridable: an auto-commit would commit offsets outside the
+     * transactions, so an aborted batch would count as done. */
+    if (opts->transactional &&
+        rd_kafka_conf_set(rk_conf, "enable.auto.commit", "false", rk_err, sizeof(rk_err))) {
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "librdkafka: %s", rk_err);
+        goto fail;
+    }
     if (rd_kafka_conf_set(rk_conf, "group.id", opts->group_id, rk_err, sizeof(rk_err)) ||
         (opts->bootstrap && rd_kafka_conf_set(rk_conf, "bootstrap.servers", opts->bootstrap, rk_err,
                                               sizeof(rk_err)))) {
@@ -254,6 +266,87 @@ int sn_consumer_commit_batch(sn_consumer_t *c, sn_batch_t *batch, char *errstr,
     c->revoked_overflow = 0;
     sn_consumer_release_batch(batch);
     return rc;
+}
+
+int sn_consumer_batch_offsets(sn_consumer_t *c, const sn_batch_t *batch, sn_kafka_offsets_t **out,
+                              char *errstr, size_t errstr_size) {
+    sn_kafka_offsets_t *o = calloc(1, sizeof(*o));
+    int rc = 0;
+
+    *out = NULL;
+    if (!o || !(o->offsets = rd_kafka_topic_partition_list_new(16))) {
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < batch->n; i++) {
+        const sn_record_t *r = &batch->records[i];
+        rd_kafka_topic_partition_t *tp;
+
+        if (is_revoked(c, r->topic, r->partition)) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT,
+                            "partition %s/%d was revoked during the batch", r->topic,
+                            (int)r->partition);
+            goto out;
+        }
+        tp = rd_kafka_topic_partition_list_find(o->offsets, r->topic, r->partition);
+        if (!tp) tp = rd_kafka_topic_partition_list_add(o->offsets, r->topic, r->partition);
+        if (r->offset + 1 > tp->offset) tp->offset = r->offset + 1;
+    }
+    /* The generation in the metadata is what lets the broker refuse these
+     * offsets if the group moved on without us (KIP-447). */
+    if (!(o->group = rd_kafka_consumer_group_metadata(c->rk))) {
+        rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "no consumer group metadata yet");
+        goto out;
+    }
+    *out = o;
+    o = NULL;
+out:
+    if (rc == 0) { /* else sn_consumer_rewind still needs to know */
+        c->nrevoked = 0;
+        c->revoked_overflow = 0;
+    }
+    sn_consumer_offsets_destroy(o);
+    return rc;
+}
+
+void sn_consumer_offsets_destroy(sn_kafka_offsets_t *o) {
+    if (!o) return;
+    if (o->offsets) rd_kafka_topic_partition_list_destroy(o->offsets);
+    if (o->group) rd_kafka_consumer_group_metadata_destroy(o->group);
+    free(o);
+}
+
+void sn_consumer_rewind(sn_consumer_t *c, sn_batch_t *batch) {
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(16);
+    rd_kafka_error_t *error;
+
+    for (size_t i = 0; i < batch->n; i++) {
+        const sn_record_t *r = &batch->records[i];
+        rd_kafka_topic_partition_t *tp;
+
+        if (is_revoked(c, r->topic, r->partition)) continue;
+        tp = rd_kafka_topic_partition_list_find(at, r->topic, r->partition);
+        if (!tp) {
+            tp = rd_kafka_topic_partition_list_add(at, r->topic, r->partition);
+            tp->offset = r->offset;
+        }
+        if (r->offset < tp->offset) tp->offset = r->offset;
+    }
+    /* Seeking also drops what was fetched beyond these offsets. A partition
+     * revoked between our check and the seek fails here, harmlessly. */
+    if (at->cnt > 0 && (error = rd_kafka_seek_partitions(c->rk, at, 10000))) {
+        sn_log_warn("consumer", "rewinding: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    for (int i = 0; i < at->cnt; i++)
+        if (at->elems[i].err)
+            sn_log_warn("consumer", "rewinding %s/%d to %lld: %s", at->elems[i].topic,
+                        (int)at->elems[i].partition, (long long)at->elems[i].offset,
+                        rd_kafka_err2str(at->elems[i].err));
+    rd_kafka_topic_partition_list_destroy(at);
+    c->nrevoked = 0;
+    c->revoked_overflow = 0;
+    sn_consumer_release_batch(batch);
 }
 
 void sn_consumer_release_batch(sn_batch_t *batch) {

@@ -19,6 +19,10 @@
 
 typedef struct sn_consumer sn_consumer_t;
 
+/* A batch's next offsets and the group's metadata, for a transactional
+ * producer; defined in common/kafka.h. */
+typedef struct sn_kafka_offsets sn_kafka_offsets_t;
+
 /* One consumed record; every pointer is borrowed from the consumer and valid
  * until the batch is released. */
 typedef struct sn_record {
@@ -50,6 +54,10 @@ typedef struct sn_consumer_opts {
      * before they go; the archiver closes their files here. May be NULL. */
     void (*on_revoke)(void *opaque, const char *topic, int32_t partition);
     void *opaque;
+    /* Offsets are committed by a transactional producer along with the
+     * batch's outputs (sn_consumer_batch_offsets), never by the consumer:
+     * auto-commit is off. */
+    int transactional;
 } sn_consumer_opts_t;
 
 /* Joins the group (asynchronously: the assignment arrives during polls).
@@ -71,6 +79,23 @@ int sn_consumer_poll_batch(sn_consumer_t *c, sn_batch_t *batch, int timeout_ms);
  * offset + 1) and asks for an asynchronous commit; then releases the batch's
  * messages. Offsets of partitions revoked meanwhile are not stored. */
 int sn_consumer_commit_batch(sn_consumer_t *c, sn_batch_t *batch, char *errstr, size_t errstr_size);
+
+/* Exactly-once: sets *out (caller frees with sn_consumer_offsets_destroy) to
+ * the offsets after every record in batch, per partition, with the group's
+ * metadata, for sn_producer_txn_commit. SN_ERR_TRANSIENT when a partition of
+ * the batch was revoked while it was processed: its new owner processes those
+ * records, so this transaction must be aborted, not committed without them. */
+int sn_consumer_batch_offsets(sn_consumer_t *c, const sn_batch_t *batch, sn_kafka_offsets_t **out,
+                              char *errstr, size_t errstr_size);
+
+/* NULL-safe. */
+void sn_consumer_offsets_destroy(sn_kafka_offsets_t *o);
+
+/* After an aborted transaction: moves every partition of batch back to the
+ * batch's first record there, so that the next polls deliver the same records
+ * again, then releases the batch. Partitions revoked meanwhile are skipped
+ * (their committed offset is where the new owner starts). */
+void sn_consumer_rewind(sn_consumer_t *c, sn_batch_t *batch);
 
 /* Releases the batch's messages without storing offsets. */
 void sn_consumer_release_batch(sn_batch_t *batch);

@@ -46,6 +46,9 @@ struct sn_scorer {
 
     const char *topic_in, *topic_dlq, *topic_alerts, *topic_scores;
     int scores_enabled;
+    int eos;           /* scorer.exactly.once: a transaction per batch */
+    int in_txn;        /* a transaction is open */
+    int aborts_in_row; /* backoff after repeated aborts */
     int64_t backoff_max_ms;
 
     /* batch scratch, sized for batch_max_records */
@@ -62,6 +65,7 @@ struct sn_scorer {
     sn_scorer_stats_t stats;
     struct {
         sn_counter_t *consumed, *decoded, *scored, *retries, *swaps, *refusals, *redis_errors;
+        sn_counter_t *txn_committed, *txn_aborted;
         sn_counter_vec_t *dlq, *alerts;
         sn_histogram_t *batch_latency, *e2e_latency;
         sn_gauge_vec_t *model_info;
@@ -214,16 +218,22 @@ static void make_alert(sn_scorer_t *s, const sn_batch_t *b, size_t j, enum sn_al
                                              : SN_ALERT_RESOLVED;
 }
 
-/* Copies nr reasons (why, borrowed) into alert a, named in v's spec. */
+/* Copies nr reasons (why, borrowed) into alert a, named in v's spec. A
+ * missing value (NaN: an empty window) can push the score through XGBoost's
+ * default branch, but the alert schema's value is a plain double that the
+ * codec keeps finite: such a reason is left out rather than failing the
+ * alert, which would stop the scorer on every redelivery. */
 static void set_reasons(sn_alert_t *a, const sn_scorer_version_t *v, const sn_model_reason_t *why,
                         size_t nr) {
     for (size_t i = 0; i < nr; i++) {
-        snprintf(a->features[i].name, sizeof(a->features[i].name), "%s",
-                 sn_feature_spec_name(v->spec, why[i].feature));
-        a->features[i].value = why[i].value;
-        a->features[i].contribution = why[i].contribution;
+        sn_alert_feature_t *f = &a->features[a->nfeatures];
+
+        if (!isfinite(why[i].value) || !isfinite(why[i].contribution)) continue;
+        snprintf(f->name, sizeof(f->name), "%s", sn_feature_spec_name(v->spec, why[i].feature));
+        f->value = why[i].value;
+        f->contribution = why[i].contribution;
+        a->nfeatures++;
     }
-    a->nfeatures = (uint32_t)nr;
 }
 
 /* Adds to each of the n alerts the features that pushed its score up (SHAP)
@@ -319,6 +329,93 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
     return 0;
 }
 
+/* Exactly-once: opens the batch's transaction and marks the alert state to go
+ * back to if it aborts. Nothing to do at-least-once. */
+static int batch_begin(sn_scorer_t *s, char *errstr, size_t errstr_size) {
+    int rc;
+
+    if (!s->eos) return 0;
+    if ((rc = sn_producer_txn_begin(s->producer, errstr, errstr_size)) != 0) return rc;
+    s->in_txn = 1;
+    sn_alerter_checkpoint(s->alerter);
+    return 0;
+}
+
+/* Exactly-once, a stage failed for a reason worth retrying: the outputs sent so
+ * far go with an aborted transaction, and a new one starts for the retry. */
+static int batch_restart(sn_scorer_t *s, char *errstr, size_t errstr_size) {
+    int rc;
+
+    if (!s->eos) return 0;
+    s->in_txn = 0;
+    if ((rc = sn_producer_txn_abort(s->producer, errstr, errstr_size)) != 0) return rc;
+    return batch_begin(s, errstr, errstr_size);
+}
+
+/* Makes the batch's outputs count. At-least-once: waits until the broker
+ * acknowledged all of them, then stores the offsets. Exactly-once: commits the
+ * outputs and the offsets in the batch's transaction. Returns 0; 1 when
+ * stopping with outputs in flight (nothing stored); SN_ERR_TRANSIENT when the
+ * transaction was aborted (redo the batch); or an error. */
+static int stage_commit(sn_scorer_t *s, sn_batch_t *b, volatile int *stop, char *errstr,
+                        size_t errstr_size) {
+    sn_producer_stats_t ps;
+    sn_kafka_offsets_t *offs = NULL;
+    int attempt = 0, rc;
+
+    if (s->eos) {
+        /* a revoked partition: abort (batch_redo), its new owner redoes it */
+        if ((rc = sn_consumer_batch_offsets(s->consumer, b, &offs, errstr, errstr_size)) == 0 &&
+            (rc = sn_producer_txn_commit(s->producer, offs, errstr, errstr_size)) != SN_ERR_FATAL)
+            s->in_txn = 0; /* committed, or aborted by sn_producer_txn_commit */
+        sn_consumer_offsets_destroy(offs);
+        if (rc == 0) {
+            s->stats.txn_committed++;
+            sn_counter_inc(s->m.txn_committed);
+            s->aborts_in_row = 0;
+            sn_consumer_release_batch(b);
+        }
+        return rc;
+    }
+    while (sn_producer_flush(s->producer, 1000) != 0 && !*stop) {
+        if (attempt++ == 0) sn_log_warn("scorer", "waiting for the broker to acknowledge outputs");
+        sn_consumer_serve(s->consumer, NULL, 0);
+    }
+    sn_producer_stats(s->producer, &ps);
+    if (ps.failed)
+        return sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                          "%llu outputs could not be delivered (%s): exiting without "
+                          "committing, the batch will be redelivered",
+                          (unsigned long long)ps.failed, sn_producer_last_error(s->producer));
+    if (ps.delivered != ps.enqueued) return 1; /* stopping while outputs are in flight */
+    /* fails only for a revoked partition: its records go to the new owner */
+    (void)sn_consumer_commit_batch(s->consumer, b, errstr, errstr_size);
+    return 0;
+}
+
+/* Exactly-once, after an aborted transaction: none of the batch's outputs or
+ * offsets will ever be seen, so the alert state goes back to before the batch
+ * and the consumer back to the batch's first records, which the next polls
+ * deliver again. Redis keeps the batch's updates, and the undo record of each
+ * machine's last update (on in this mode) gives the redo the same vectors. */
+static int batch_redo(sn_scorer_t *s, sn_batch_t *b, const char *why, volatile int *stop,
+                      char *errstr, size_t errstr_size) {
+    int rc;
+
+    sn_log_warn("scorer", "transaction aborted, redoing the batch of %zu records: %s", b->n, why);
+    if (s->in_txn && (rc = sn_producer_txn_abort(s->producer, errstr, errstr_size)) != 0) return rc;
+    s->in_txn = 0;
+    s->stats.txn_aborted++;
+    sn_counter_inc(s->m.txn_aborted);
+    if ((rc = sn_alerter_rollback(s->alerter)) != 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                          "out of memory restoring the alert state of an aborted batch");
+    sn_consumer_rewind(s->consumer, b);
+    backoff(s, s->aborts_in_row++, stop);
+    sn_consumer_pause(s->consumer, 0);
+    return 0;
+}
+
 /* Takes a version the loader prepared, between batches. */
 static void maybe_swap(sn_scorer_t *s) {
     sn_scorer_version_t *v = atomic_exchange(&s->pending, NULL);
@@ -365,11 +462,13 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         last_record = t0;
         s->stats.consumed += (uint64_t)n;
         sn_counter_add(s->m.consumed, (uint64_t)n);
+        if ((rc = batch_begin(s, errstr, errstr_size)) != 0) break;
 
         /* decode: a registry outage is retried, a bad record dead-lettered */
         while ((k = stage_decode(s, &batch, errstr, errstr_size)) == SN_ERR_TRANSIENT && !*stop) {
             sn_log_warn("scorer", "%s; retrying", errstr);
             backoff(s, attempt++, stop);
+            if ((k = batch_restart(s, errstr, errstr_size)) != 0) break;
         }
         if (k < 0) {
             rc = k;
@@ -413,30 +512,19 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         if (rc != 0) break;
         if (attempt) sn_consumer_pause(s->consumer, 0);
 
-        /* sinks, then wait for the broker to have all of them before the
-         * offsets are stored */
-        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) != 0 ||
+        /* sinks, then commit: the outputs acknowledged before the offsets
+         * are stored, or both in the batch's transaction */
+        if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) == 0 &&
             (rc = sn_scorer_challenger_sinks(s->challenger, s->producer, &batch, s->evs, s->rec_of,
-                                             (size_t)k, errstr, errstr_size)) != 0)
-            break;
-        attempt = 0;
-        while (sn_producer_flush(s->producer, 1000) != 0 && !*stop) {
-            if (attempt++ == 0)
-                sn_log_warn("scorer", "waiting for the broker to acknowledge outputs");
-            sn_consumer_serve(s->consumer, NULL, 0);
+                                             (size_t)k, errstr, errstr_size)) == 0)
+            rc = stage_commit(s, &batch, stop, errstr, errstr_size);
+        if (rc == SN_ERR_TRANSIENT && s->eos) {
+            if ((rc = batch_redo(s, &batch, errstr, stop, errstr, errstr_size)) != 0) break;
+            continue;
         }
-        {
-            sn_producer_stats_t ps;
-
-            sn_producer_stats(s->producer, &ps);
-            if (ps.failed) {
-                rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
-                                "%llu outputs could not be delivered (%s): exiting without "
-                                "committing, the batch will be redelivered",
-                                (unsigned long long)ps.failed, sn_producer_last_error(s->producer));
-                break;
-            }
-            if (ps.delivered != ps.enqueued) break; /* stopping while outputs are in flight */
+        if (rc != 0) {
+            if (rc > 0) rc = 0;
+            break;
         }
         if (s->opts.on_scored)
             for (int j = 0; j < k; j++)
@@ -455,14 +543,13 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
                                      (double)(wall_ms() - alerts[i].ts_ms) / 1000.0);
             if (s->opts.on_alert) s->opts.on_alert(s->opts.opaque, &alerts[i]);
         }
-        if ((rc = sn_consumer_commit_batch(s->consumer, &batch, errstr, errstr_size)) != 0)
-            rc = 0; /* a revoked partition: its records go to the new owner */
         s->stats.scored += (uint64_t)k;
         s->stats.batches++;
         sn_counter_add(s->m.scored, (uint64_t)k);
         sn_histogram_observe(s->m.batch_latency, (double)(mono_ms() - t0) / 1000.0);
     }
     /* Whatever is in hand and not committed is redelivered after a restart. */
+    if (s->in_txn && sn_producer_txn_abort(s->producer, NULL, 0) == 0) s->in_txn = 0;
     sn_consumer_release_batch(&batch);
     sn_batch_free(&batch);
     sn_producer_flush(s->producer, 5000);
@@ -506,6 +593,11 @@ static void register_metrics(sn_scorer_t *s, sn_metrics_t *reg) {
                                            "Failed Redis feature updates (retried).");
     s->m.swaps =
         sn_metrics_counter(reg, "sentinel_model_swaps_total", "Model versions swapped in.");
+    s->m.txn_committed = sn_metrics_counter(reg, "sentinel_scorer_transactions_committed_total",
+                                            "Batch transactions committed (scorer.exactly.once).");
+    s->m.txn_aborted = sn_metrics_counter(
+        reg, "sentinel_scorer_transactions_aborted_total",
+        "Batch transactions aborted and their batch redone (scorer.exactly.once).");
     s->m.refusals = sn_metrics_counter(reg, "sentinel_model_refusals_total",
                                        "Model versions refused (failed to load or check).");
     s->m.dlq = sn_metrics_counter_vec(reg, "sentinel_dlq_records_total",
@@ -521,6 +613,29 @@ static void register_metrics(sn_scorer_t *s, sn_metrics_t *reg) {
     s->m.model_info =
         sn_metrics_gauge_vec(reg, "sentinel_model_info", "1 for the model version in use.",
                              (const char *[]){"version"}, 1, 64);
+}
+
+/* At-least-once: the idempotent producer. Exactly-once: a transactional one,
+ * whose id defaults to one per host (a pod name in Kubernetes). */
+static sn_producer_t *make_producer(sn_scorer_t *s, char *errstr, size_t errstr_size) {
+    const char *id = sn_conf_str(s->conf, "scorer.transactional.id");
+    char host[256], deflt[300];
+
+    if (!s->eos) return sn_producer_new(s->conf, s->opts.bootstrap, errstr, errstr_size);
+    if (!*id) {
+        if (gethostname(host, sizeof(host)) != 0 || !*host) {
+            sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                       "scorer.exactly.once: no host name to derive scorer.transactional.id "
+                       "from; set it");
+            return NULL;
+        }
+        host[sizeof(host) - 1] = '\0';
+        snprintf(deflt, sizeof(deflt), "sentinel-scorer-%s", host);
+        id = deflt;
+    }
+    sn_log_info("scorer", "exactly-once: transactional id %s", id);
+    return sn_producer_new_transactional(s->conf, s->opts.bootstrap, id, 60000, errstr,
+                                         errstr_size);
 }
 
 sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, char *errstr,
@@ -542,6 +657,7 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
     s->topic_alerts = sn_conf_str(conf, "topic.alerts");
     s->topic_scores = sn_conf_str(conf, "topic.scores");
     s->scores_enabled = sn_conf_bool(conf, "scorer.scores.enabled");
+    s->eos = sn_conf_bool(conf, "scorer.exactly.once");
     s->backoff_max_ms = sn_conf_int(conf, "scorer.retry.backoff.max.ms");
     if (alloc_scratch(s, (size_t)sn_conf_int(conf, "scorer.batch.max.records")) != 0) {
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
@@ -559,7 +675,7 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (!(s->producer = sn_producer_new(conf, opts->bootstrap, errstr, errstr_size))) goto fail;
+    if (!(s->producer = make_producer(s, errstr, errstr_size))) goto fail;
     topics[0] = s->topic_in;
     memset(&copts, 0, sizeof(copts));
     copts.group_id = sn_conf_str(conf, "scorer.group.id");
@@ -568,6 +684,7 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
     copts.bootstrap = opts->bootstrap;
     copts.batch_max_records = s->cap;
     copts.batch_max_ms = (int)sn_conf_int(conf, "scorer.batch.max.ms");
+    copts.transactional = s->eos;
     if (!(s->consumer = sn_consumer_new(conf, &copts, errstr, errstr_size))) goto fail;
     register_metrics(s, opts->metrics);
     if (!(s->challenger =

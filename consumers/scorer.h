@@ -42,6 +42,7 @@ typedef struct sn_scorer_stats {
     uint64_t consumed, decoded, dead_lettered, scored, batches;
     uint64_t alerts_opened, alerts_renotified, alerts_resolved;
     uint64_t model_swaps, model_refusals, retries;
+    uint64_t txn_committed, txn_aborted; /* scorer.exactly.once */
     char model_version[64];
 } sn_scorer_stats_t;
 

@@ -25,6 +25,15 @@ const sn_conf_def_t sn_scorer_conf_defs[] = {
      "id (FNV-1a 64 of its bytes, then MurmurHash3's fmix64, divided by 2^64) is below it."},
     {"topic.shadow", SN_CONF_STR, "telemetry.shadow-scores", 0, 0, NULL, 0,
      "Topic of the challenger's score records in shadow mode (schemas/score.avsc)."},
+    {"scorer.exactly.once", SN_CONF_BOOL, "false", 0, 0, NULL, 0,
+     "Exactly-once outputs: each batch's dead letters, score records, alerts and offsets are "
+     "committed in one Kafka transaction (readers must use isolation.level=read_committed, "
+     "librdkafka's default). Off: at-least-once (outputs acknowledged, then offsets stored)."},
+    {"scorer.transactional.id", SN_CONF_STR, "", 0, 0, NULL, 0,
+     "Transactional id of the scorer's producer with scorer.exactly.once; empty: "
+     "sentinel-scorer-<host name>. Must be unique per running instance and stable across its "
+     "restarts (a restart fences the previous incarnation and aborts what it left open); in "
+     "Kubernetes the chart sets it to the pod name."},
     {"topic.dlq", SN_CONF_STR, "telemetry.dlq", 0, 0, NULL, 0,
      "Dead-letter topic: records that cannot be decoded, with the reason in headers."},
     {"topic.alerts", SN_CONF_STR, "machine-failures", 0, 0, NULL, 0, "Topic of failure alerts."},

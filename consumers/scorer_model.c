@@ -79,6 +79,8 @@ sn_scorer_version_t *sn_scorer_version_load_prefix(const sn_conf_t *conf, const 
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "version %s: %s", version, why);
         goto out;
     }
+    /* exactly-once redoes aborted batches: they must get their vectors again */
+    sn_feature_redis_set_undo(v->features, sn_conf_bool(conf, "scorer.exactly.once"));
     v->threshold = sn_card_threshold(card);
     ok = 1;
 out:

@@ -12,6 +12,7 @@
 
 struct sn_producer {
     rd_kafka_t *rk;
+    int transactional;
     atomic_uint_fast64_t enqueued, delivered, failed;
     char last_error[256];
 };
@@ -22,7 +23,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     sn_producer_t *p = opaque;
 
     (void)rk;
-    if (m->err) {
+    if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        /* an aborted transaction's records: discarded on purpose, not lost */
+        sn_log_debug("producer", "purged by an abort: %s", rd_kafka_err2str(m->err));
+    } else if (m->err) {
         if (atomic_fetch_add(&p->failed, 1) == 0)
             snprintf(p->last_error, sizeof(p->last_error), "%s", rd_kafka_err2str(m->err));
         sn_log_debug("producer", "delivery failed: %s", rd_kafka_err2str(m->err));
@@ -41,8 +45,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         sn_log_debug("kafka", "%s: %s", fac, buf);
 }
 
-sn_producer_t *sn_producer_new(const sn_conf_t *conf, const char *bootstrap, char *errstr,
-                               size_t errstr_size) {
+/* The one constructor behind both public ones: transactional_id NULL gives
+ * the plain idempotent producer. */
+static sn_producer_t *producer_new(const sn_conf_t *conf, const char *bootstrap,
+                                   const char *transactional_id, char *errstr, size_t errstr_size) {
     sn_producer_t *p = calloc(1, sizeof(*p));
     /* Idempotence is what makes retries safe: no duplicates, no reordering
      * within a partition. A small linger batches without adding visible
@@ -61,6 +67,12 @@ sn_producer_t *sn_producer_new(const sn_conf_t *conf, const char *bootstrap, cha
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "librdkafka: %s", rk_err);
         goto fail;
     }
+    if (transactional_id &&
+        rd_kafka_conf_set(rk_conf, "transactional.id", transactional_id, rk_err, sizeof(rk_err))) {
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "librdkafka: %s", rk_err);
+        goto fail;
+    }
+    p->transactional = transactional_id != NULL;
     rd_kafka_conf_set_dr_msg_cb(rk_conf, on_delivery);
     rd_kafka_conf_set_log_cb(rk_conf, on_log);
     rd_kafka_conf_set_opaque(rk_conf, p);
@@ -73,6 +85,97 @@ fail:
     if (rk_conf) rd_kafka_conf_destroy(rk_conf);
     free(p);
     return NULL;
+}
+
+sn_producer_t *sn_producer_new(const sn_conf_t *conf, const char *bootstrap, char *errstr,
+                               size_t errstr_size) {
+    return producer_new(conf, bootstrap, NULL, errstr, errstr_size);
+}
+
+/* Translates a transactional API error: SN_ERR_TRANSIENT for one that only
+ * needs the transaction aborted (or the call retried), SN_ERR_FATAL for a
+ * fenced or otherwise dead producer. Takes over error. */
+static int txn_error(rd_kafka_error_t *error, const char *what, char *errstr, size_t errstr_size) {
+    int rc = rd_kafka_error_is_fatal(error) ? SN_ERR_FATAL : SN_ERR_TRANSIENT;
+
+    sn_err_set(errstr, errstr_size, rc, "%s: %s%s", what, rd_kafka_error_string(error),
+               rc == SN_ERR_FATAL ? " (fatal: fenced by a newer instance, or the producer is dead)"
+                                  : "");
+    rd_kafka_error_destroy(error);
+    return rc;
+}
+
+sn_producer_t *sn_producer_new_transactional(const sn_conf_t *conf, const char *bootstrap,
+                                             const char *transactional_id, int timeout_ms,
+                                             char *errstr, size_t errstr_size) {
+    sn_producer_t *p = NULL;
+    rd_kafka_error_t *error;
+
+    if (!transactional_id || !*transactional_id) {
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "an empty transactional id");
+        return NULL;
+    }
+    if (!(p = producer_new(conf, bootstrap, transactional_id, errstr, errstr_size))) return NULL;
+    /* Fences any older producer with this id and aborts what it left open
+     * (the transaction of a scorer killed mid-batch). */
+    if ((error = rd_kafka_init_transactions(p->rk, timeout_ms))) {
+        txn_error(error, "initialising transactions", errstr, errstr_size);
+        sn_producer_destroy(p, 0);
+        return NULL;
+    }
+    return p;
+}
+
+int sn_producer_txn_begin(sn_producer_t *p, char *errstr, size_t errstr_size) {
+    rd_kafka_error_t *error = rd_kafka_begin_transaction(p->rk);
+
+    return error ? txn_error(error, "beginning a transaction", errstr, errstr_size) : 0;
+}
+
+/* Commits, retrying what librdkafka calls retriable (a timeout: the commit goes
+ * on in the background and the call resumes it) a bounded number of times; on
+ * anything abortable, aborts so that the producer is ready for the next
+ * transaction. */
+int sn_producer_txn_commit(sn_producer_t *p, const sn_kafka_offsets_t *offsets, char *errstr,
+                           size_t errstr_size) {
+    rd_kafka_error_t *error = NULL;
+    int rc, sent = !offsets || offsets->offsets->cnt == 0;
+
+    /* a retry resumes the step that timed out, not the ones that succeeded */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (!sent && !(error = rd_kafka_send_offsets_to_transaction(p->rk, offsets->offsets,
+                                                                    offsets->group, -1)))
+            sent = 1;
+        if (!error) error = rd_kafka_commit_transaction(p->rk, -1);
+        if (!error) return 0;
+        if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_txn_requires_abort(error) ||
+            rd_kafka_error_is_fatal(error))
+            break;
+        sn_log_warn("producer", "committing the transaction: %s; retrying",
+                    rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        error = NULL;
+    }
+    rc = error ? txn_error(error, "committing the transaction", errstr, errstr_size)
+               : sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT,
+                            "committing the transaction: still retriable after 3 tries");
+    if (rc == SN_ERR_FATAL) return rc;
+    {
+        char why[256];
+
+        if (sn_producer_txn_abort(p, why, sizeof(why)) != 0)
+            return sn_err_set(errstr, errstr_size, SN_ERR_FATAL, "%s", why);
+    }
+    return SN_ERR_TRANSIENT;
+}
+
+int sn_producer_txn_abort(sn_producer_t *p, char *errstr, size_t errstr_size) {
+    rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk, -1);
+
+    if (!error) return 0;
+    /* an abort that fails leaves the producer unusable for transactions */
+    txn_error(error, "aborting the transaction", errstr, errstr_size);
+    return SN_ERR_FATAL;
 }
 
 void sn_producer_destroy(sn_producer_t *p, int flush_ms) {
@@ -109,6 +212,13 @@ int sn_producer_send(sn_producer_t *p, const char *topic, int32_t partition, con
         if (!err) break;
         if (hdrs) rd_kafka_headers_destroy(hdrs);
         hdrs = NULL;
+        if (err == RD_KAFKA_RESP_ERR__STATE && p->transactional)
+            return sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT,
+                              "produce to %s: the transaction must be aborted (%s)", topic,
+                              rd_kafka_err2str(err));
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+            return sn_err_set(errstr, errstr_size, SN_ERR_FATAL, "produce to %s: %s", topic,
+                              rd_kafka_err2str(err));
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "produce to %s: %s", topic,
                               rd_kafka_err2str(err));

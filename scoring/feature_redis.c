@@ -52,7 +52,7 @@
 
 #define ROUND_MACHINES_MAX 10000 /* script calls in one pipeline */
 #define KEY_MAX 512
-#define FIXED_ARGS 16 /* EVALSHA sha 1 key ARGV[1..12] */
+#define FIXED_ARGS 17 /* EVALSHA sha 1 key ARGV[1..13] */
 /* HSET arguments of a stored result (touched buckets, meta, offsets) plus the
  * HDEL names (pruned buckets) of one call, and the numbers among them. */
 #define RESULT_ARGS_MAX                                                                            \
@@ -75,12 +75,14 @@ static const char update_script[] =
     "-- record (8 little-endian doubles per windowed field); m -> packed doubles:\n"
     "-- watermark (ms), its bucket, events dropped as too late, then the last value\n"
     "-- and its time per windowed field; v -> version token; o:<partition> -> the\n"
-    "-- last applied offset (decimal).\n"
+    "-- last applied offset (decimal); u -> the undo record of the last call that\n"
+    "-- changed the state (msgpack: {names, old values or false, first offset it\n"
+    "-- applied per 'o:<partition>', the version it stored}), kept when ARGV[12].\n"
     "-- ARGV: 1 nbuckets, 2 ttl (s), 3 windowed fields, 4 lo, 5 hi, 6 nevents,\n"
     "-- 7 events (packed), 8 the caller's version ('' = no copy), 9 the version to\n"
-    "-- store, 10 '1' = refresh the TTL, 11 prune step (buckets), 12 n = number of\n"
-    "-- HSET arguments in the caller's result, 13..12+n those arguments, then the\n"
-    "-- fields the caller's result deletes.\n"
+    "-- store, 10 '1' = refresh the TTL, 11 prune step (buckets), 12 '1' = keep\n"
+    "-- the undo record, 13 n = number of HSET arguments in the caller's result,\n"
+    "-- 14..13+n those arguments, then the fields the caller's result deletes.\n"
     "--\n"
     "-- When the stored version equals the caller's, the caller already applied\n"
     "-- the events to its exact copy of this state: its result is stored as sent\n"
@@ -90,43 +92,100 @@ static const char update_script[] =
     "-- r redelivered, l too late), and the offsets and the retained buckets in\n"
     "-- [lo, hi] as name/value pairs.\n"
     "-- Only strings go back: Redis truncates Lua numbers to integers.\n"
+    "--\n"
+    "-- Undo: a call whose first event redoes the machine's last call from its\n"
+    "-- start (an aborted Kafka transaction's batch, redelivered) first puts back\n"
+    "-- the state before that call, so the events apply again and get the vectors\n"
+    "-- they had, instead of counting as redelivered on a state that already\n"
+    "-- holds the whole call.\n"
     "local key = KEYS[1]\n"
     "local ttl = tonumber(ARGV[2])\n"
     "local unpack, fmt, floor = unpack, string.format, math.floor\n"
+    "local nb, nf = tonumber(ARGV[1]), tonumber(ARGV[3])\n"
+    "local lo, hi, nev, blob = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]\n"
+    "local efmt = '<i4dddd' .. string.rep('d', nf)\n"
+    "\n"
+    "-- the undo record of a call that writes names: their current values, and\n"
+    "-- the version it stores (any later write, with or without an undo record,\n"
+    "-- changes the version, which voids the record)\n"
+    "local function undo(names, olds, first)\n"
+    "  return cmsgpack.pack({names, olds, first, ARGV[9]})\n"
+    "end\n"
     "\n"
     "if ARGV[8] ~= '' and redis.call('HGET', key, 'v') == ARGV[8] then\n"
-    "  local n = tonumber(ARGV[12])\n"
-    "  if n > 0 then\n"
-    "    redis.call('HSET', key, unpack(ARGV, 13, 12 + n))\n"
+    "  local n = tonumber(ARGV[13])\n"
+    "  if n > 0 and ARGV[12] ~= '1' then\n"
+    "    redis.call('HSET', key, unpack(ARGV, 14, 13 + n))\n"
+    "    if ARGV[10] == '1' then redis.call('EXPIRE', key, ttl) end\n"
+    "  elseif n > 0 then\n"
+    "    local names, first, pos = {}, {}, 1\n"
+    "    for i = 14, 13 + n, 2 do names[#names + 1] = ARGV[i] end\n"
+    "    for i = 14 + n, #ARGV do names[#names + 1] = ARGV[i] end\n"
+    "    for i = 1, nev do\n"
+    "      local e = {struct.unpack(efmt, blob, pos)}\n"
+    "      pos = e[6 + nf]\n"
+    "      local okey = 'o:' .. e[1]\n"
+    "      if e[2] >= 0 and (not first[okey] or e[2] < first[okey]) then first[okey] = e[2] end\n"
+    "    end\n"
+    "    local u = undo(names, redis.call('HMGET', key, unpack(names)), first)\n"
+    "    redis.call('HSET', key, 'u', u, unpack(ARGV, 14, 13 + n))\n"
     "    if ARGV[10] == '1' then redis.call('EXPIRE', key, ttl) end\n"
     "  end\n"
-    "  if #ARGV > 12 + n then redis.call('HDEL', key, unpack(ARGV, 13 + n, #ARGV)) end\n"
+    "  if #ARGV > 13 + n then redis.call('HDEL', key, unpack(ARGV, 14 + n, #ARGV)) end\n"
     "  return 'c'\n"
     "end\n"
     "\n"
-    "local nb, nf = tonumber(ARGV[1]), tonumber(ARGV[3])\n"
-    "local lo, hi, nev, blob = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]\n"
     "local step = tonumber(ARGV[11])\n"
-    "local efmt = '<i4dddd' .. string.rep('d', nf)\n"
     "local rfmt = '<' .. string.rep('d', 8 * nf)\n"
     "local mfmt = '<ddd' .. string.rep('d', 2 * nf)\n"
     "local nrec, nlast = 8 * nf, 2 * nf\n"
     "\n"
-    "local all = redis.call('HGETALL', key)\n"
-    "local raw, offs, bs = {}, {}, {}\n"
-    "local mraw, version = nil, ''\n"
-    "for i = 1, #all, 2 do\n"
-    "  local f = all[i]\n"
-    "  local b = tonumber(f)\n"
-    "  if b then\n"
-    "    raw[b] = all[i + 1]\n"
-    "    bs[#bs + 1] = i\n"
-    "  elseif f == 'm' then\n"
-    "    mraw = all[i + 1]\n"
-    "  elseif f == 'v' then\n"
-    "    version = all[i + 1]\n"
-    "  else\n"
-    "    offs[f] = tonumber(all[i + 1])\n"
+    "local all, raw, offs, bs, cur, mraw, version, urec\n"
+    "local function load()\n"
+    "  all = redis.call('HGETALL', key)\n"
+    "  raw, offs, bs, cur = {}, {}, {}, {}\n"
+    "  mraw, version, urec = nil, '', nil\n"
+    "  for i = 1, #all, 2 do\n"
+    "    local f = all[i]\n"
+    "    local b = tonumber(f)\n"
+    "    cur[f] = all[i + 1]\n"
+    "    if b then\n"
+    "      raw[b] = all[i + 1]\n"
+    "      bs[#bs + 1] = i\n"
+    "    elseif f == 'm' then\n"
+    "      mraw = all[i + 1]\n"
+    "    elseif f == 'v' then\n"
+    "      version = all[i + 1]\n"
+    "    elseif f == 'u' then\n"
+    "      urec = all[i + 1]\n"
+    "    else\n"
+    "      offs[f] = tonumber(all[i + 1])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "load()\n"
+    "\n"
+    "-- the first event redoes the last call from its start, in the only\n"
+    "-- partition that call applied: put back the state before it\n"
+    "if urec and nev > 0 then\n"
+    "  local e = {struct.unpack(efmt, blob, 1)}\n"
+    "  local okey, off = 'o:' .. e[1], e[2]\n"
+    "  local u = cmsgpack.unpack(urec)\n"
+    "  local names, olds, first, nfirst, before = u[1], u[2], u[3], 0, -1\n"
+    "  for _ in pairs(first) do nfirst = nfirst + 1 end\n"
+    "  for i = 1, #names do\n"
+    "    if names[i] == okey and olds[i] then before = tonumber(olds[i]) end\n"
+    "  end\n"
+    "  if u[4] == version and off >= 0 and nfirst == 1 and first[okey] and\n"
+    "     off <= first[okey] and off > before and offs[okey] and off <= offs[okey] then\n"
+    "    local set, del = {}, {'u'}\n"
+    "    for i = 1, #names do\n"
+    "      if olds[i] then set[#set + 1] = names[i]; set[#set + 1] = olds[i]\n"
+    "      else del[#del + 1] = names[i] end\n"
+    "    end\n"
+    "    if #set > 0 then redis.call('HSET', key, unpack(set)) end\n"
+    "    redis.call('HDEL', key, unpack(del))\n"
+    "    load()\n"
     "  end\n"
     "end\n"
     "local out = {'', '', mraw or ''}\n"
@@ -153,7 +212,7 @@ static const char update_script[] =
     "local wb0 = wb\n"
     "\n"
     "-- apply, with exactly the IEEE operations of sn_fstate_apply / rec_update\n"
-    "local flags, odirty, recs = {}, {}, {}\n"
+    "local flags, odirty, recs, first = {}, {}, {}, {}\n"
     "local changed = false\n"
     "local pos = 1\n"
     "for i = 1, nev do\n"
@@ -167,7 +226,10 @@ static const char update_script[] =
     "  end\n"
     "  if f ~= 'r' then\n"
     "    changed = true\n"
-    "    if okey then offs[okey] = off; odirty[okey] = true end\n"
+    "    if okey then\n"
+    "      offs[okey] = off; odirty[okey] = true\n"
+    "      if not first[okey] then first[okey] = off end\n"
+    "    end\n"
     "    if wb and b <= wb - nb then\n"
     "      f = 'l'\n"
     "      dropped = dropped + 1\n"
@@ -218,15 +280,14 @@ static const char update_script[] =
     "out[1] = table.concat(flags)\n"
     "\n"
     "if changed then\n"
+    "  local pruned = {}\n"
     "  -- buckets that left the retention go 'step' at a time (one HDEL, not one\n"
     "  -- per bucket): at most nb + step - 1 are stored\n"
     "  if wb0 and floor(wb / step) > floor(wb0 / step) then\n"
     "    local from = floor(wb0 / step) * step - nb + 1\n"
     "    local to = floor(wb / step) * step - nb\n"
     "    if to > wb0 then to = wb0 end\n"
-    "    local names = {}\n"
-    "    for b = from, to do names[#names + 1] = fmt('%d', b) end\n"
-    "    if #names > 0 then redis.call('HDEL', key, unpack(names)) end\n"
+    "    for b = from, to do pruned[#pruned + 1] = fmt('%d', b) end\n"
     "  end\n"
     "  local hs = {'v', ARGV[9], 'm', struct.pack(mfmt, w or 0, wb or 0, dropped, unpack(last))}\n"
     "  for k in pairs(odirty) do hs[#hs + 1] = k; hs[#hs + 1] = fmt('%d', offs[k]) end\n"
@@ -234,6 +295,15 @@ static const char update_script[] =
     "    if b > wb - nb then hs[#hs + 1] = fmt('%d', b); hs[#hs + 1] = struct.pack(rfmt, "
     "unpack(r)) end\n"
     "  end\n"
+    "  if ARGV[12] == '1' then\n"
+    "    local names, olds = {}, {}\n"
+    "    for i = 1, #hs, 2 do names[#names + 1] = hs[i]; olds[#olds + 1] = cur[hs[i]] or false "
+    "end\n"
+    "    for _, b in ipairs(pruned) do names[#names + 1] = b; olds[#olds + 1] = cur[b] or false "
+    "end\n"
+    "    hs[#hs + 1] = 'u'; hs[#hs + 1] = undo(names, olds, first)\n"
+    "  end\n"
+    "  if #pruned > 0 then redis.call('HDEL', key, unpack(pruned)) end\n"
     "  redis.call('HSET', key, unpack(hs))\n"
     "  version = ARGV[9]\n"
     "  if ARGV[10] == '1' or not wb0 then redis.call('EXPIRE', key, ttl) end\n"
@@ -360,6 +430,7 @@ struct sn_feature_redis {
 
     char version_base[40];
     uint64_t version_seq;
+    int undo; /* keep the undo record of each machine's last call */
     sn_feature_redis_stats_t stats;
 };
 
@@ -546,6 +617,8 @@ void sn_feature_redis_destroy(sn_feature_redis_t *r) {
     memset(r->password, 0, sizeof(r->password));
     free(r);
 }
+
+void sn_feature_redis_set_undo(sn_feature_redis_t *r, int on) { r->undo = on != 0; }
 
 void sn_feature_redis_stats(const sn_feature_redis_t *r, sn_feature_redis_stats_t *out) {
     *out = r->stats;
@@ -864,6 +937,25 @@ static int offsets_fit(sn_fentry_t *e, size_t first, size_t n, const size_t *nex
     return 1;
 }
 
+/* Whether the copy already holds one of the chunk's offsets. Such a chunk goes
+ * to the script rather than being flagged redelivered here: when it redoes the
+ * machine's last call (the batch of an aborted transaction), the script undoes
+ * that call and applies the events again, so they get the vectors they had. */
+static int chunk_redelivers(sn_fentry_t *e, size_t first, size_t n, const size_t *next,
+                            const int32_t *partitions, const int64_t *offsets) {
+    size_t i = first;
+
+    if (!offsets) return 0;
+    for (size_t c = 0; c < n; c++, i = next[i]) {
+        struct sn_foffset *o;
+
+        if (offsets[i] < 0) continue;
+        o = entry_offset(e, partitions ? partitions[i] : 0, 0);
+        if (o && o->offset >= 0 && offsets[i] <= o->offset) return 1;
+    }
+    return 0;
+}
+
 static void put_le32(unsigned char *p, int32_t v) { memcpy(p, &v, 4); }
 static void put_double(unsigned char *p, double v) { memcpy(p, &v, 8); }
 
@@ -996,11 +1088,13 @@ static void apply_locally(sn_feature_redis_t *r, struct group *g, const sn_event
 
 /* Whether group g's next chunk can go as a compare-and-set: the cache holds
  * a current copy of the machine's state, with room for its partitions'
- * offsets. */
+ * offsets, and none of the chunk's offsets is already applied (such a chunk
+ * goes to the script, see chunk_redelivers). */
 static int cas_possible(const sn_feature_redis_t *r, const struct group *g,
                         const int32_t *partitions, const int64_t *offsets) {
     return g->entry && g->entry->tag[0] &&
-           offsets_fit(g->entry, g->chunk_first, g->chunk_n, r->next, partitions, offsets);
+           offsets_fit(g->entry, g->chunk_first, g->chunk_n, r->next, partitions, offsets) &&
+           !chunk_redelivers(g->entry, g->chunk_first, g->chunk_n, r->next, partitions, offsets);
 }
 
 /* Decides how group g's next chunk goes (compare-and-set or plain call) and
@@ -1083,6 +1177,7 @@ static int append_call(sn_feature_redis_t *r, struct group *g, const sn_event_t 
     ARG(g->version, strlen(g->version));
     ARG(g->refresh ? "1" : "0", 1);
     ARG(stept, strlen(stept));
+    ARG(r->undo ? "1" : "0", 1);
 #undef ARG
     if (g->cas) {
         apply_locally(r, g, evs, partitions, offsets, out, g->version, &k, &nset);
@@ -1447,7 +1542,8 @@ static int run_pipeline(sn_feature_redis_t *r, size_t n, int only_resend, const 
 
         g->multi = 0;
         if (only_resend && !g->resend) continue;
-        if (r->multi_max < 2 || !cas_possible(r, g, partitions, offsets)) continue;
+        /* cas_script keeps no undo record: with it on, each machine its own call */
+        if (r->multi_max < 2 || r->undo || !cas_possible(r, g, partitions, offsets)) continue;
         g->resend = 0;
         if ((rc = multi_add(r, g, r->round[k], evs, partitions, offsets, out, errstr,
                             errstr_size)) != 0)

@@ -5,11 +5,14 @@
  * partition, a version token), with a TTL; the hash tag keeps any future
  * per-machine key in the same Redis Cluster slot. One Lua script call per
  * machine per batch updates it atomically and idempotently (an offset at or
- * below the stored one is a redelivery and changes nothing); the calls for
- * all machines of a batch are pipelined, so a batch costs one round trip.
- * The compare-and-set calls below (the usual case) are combined, up to
- * redis.cas.machines.max machines per script call, since Redis's cost is
- * per call: a batch of a large fleet has about one event per machine.
+ * below the stored one is a redelivery and changes nothing; with the undo
+ * record on, a redo of the machine's last call from its start undoes and
+ * re-applies it, so an aborted Kafka transaction's batch gets the same vectors
+ * again); the calls for all machines of a batch are pipelined, so a batch
+ * costs one round trip. The compare-and-set calls below (the usual case) are
+ * combined, up to redis.cas.machines.max machines per script call, since
+ * Redis's cost is per call: a batch of a large fleet has about one event per
+ * machine. With the undo record on, each machine keeps its own call.
  *
  * The window maths runs in C, the in-memory engine's code, so the vectors
  * equal the in-memory backend's bit for bit. Usually this process holds an
@@ -101,6 +104,15 @@ int sn_feature_redis_apply_batch(sn_feature_redis_t *r, const sn_event_t *evs,
  * small. */
 int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, char *buf,
                          size_t size);
+
+/* Keeps (on != 0) an undo record of each machine's last update in its hash,
+ * so that a batch redone from the start of a machine's last update (an
+ * aborted Kafka transaction's) undoes and re-applies it and gets the vectors
+ * it had, instead of redelivered-event vectors computed from a state that
+ * already holds it. Off by default: it costs Redis about twice the CPU per
+ * call (the previous values are read and stored); the exactly-once scorer
+ * turns it on. A record is void once anything else writes the hash. */
+void sn_feature_redis_set_undo(sn_feature_redis_t *r, int on);
 
 /* Copies the counters into *out. */
 void sn_feature_redis_stats(const sn_feature_redis_t *r, sn_feature_redis_stats_t *out);

@@ -172,7 +172,7 @@ check "uninterrupted run: every event scored exactly once" test $? -eq 0
 tool redis-dump "$REDIS_URL" "$base-t2" "$work/state2.json" >/dev/null
 tool redis-dump "$REDIS_URL" "$base-t2-clean" "$work/state2c.json"
 tool redis-compare "$work/state2.json" "$work/state2c.json"
-check "Redis feature state after kill -9 == uninterrupted run's (but 'v')" test $? -eq 0
+check "Redis feature state after kill -9 == uninterrupted run's (but 'v' and 'u')" test $? -eq 0
 t
 fi
 
@@ -246,7 +246,7 @@ stop_scorer "$s4c" >/dev/null
 tool redis-dump "$R4" "$base-t4" "$work/state4.json" >/dev/null
 tool redis-dump "$REDIS_URL" "$base-t4-clean" "$work/state4c.json" >/dev/null
 tool redis-compare "$work/state4.json" "$work/state4c.json"
-check "Redis feature state after the outage == uninterrupted run's (but 'v')" test $? -eq 0
+check "Redis feature state after the outage == uninterrupted run's (but 'v' and 'u')" test $? -eq 0
 # SIGTERM while Redis is down: the batch in hand is given up, not committed
 kill -9 "$rpid"; wait "$rpid" 2>/dev/null
 start_scorer "$work/score4d.log" "${r4[@]}" -X redis.url="$R4" -X scorer.retry.backoff.max.ms=1000; s4=$SCORER

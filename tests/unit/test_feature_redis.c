@@ -471,7 +471,9 @@ Test(feature_redis, two_writers_fall_back_from_multi_machine_calls) {
     server_stop(&the_server);
 }
 
-/* The sorted fields of a hash except the version token, as one string. */
+/* The sorted fields of a hash except the version token and the undo record
+ * (the last call's, which depends on how the stream was cut into batches), as
+ * one string. */
 static char *hash_sorted(struct server *srv, const char *key, size_t *len) {
     redisReply *h = cmd(srv, "HGETALL %s", key);
     size_t n = 0, cap = 1 << 16;
@@ -479,7 +481,8 @@ static char *hash_sorted(struct server *srv, const char *key, size_t *len) {
     size_t *idx = malloc((h->elements / 2 + 1) * sizeof(size_t)), m = 0;
 
     for (size_t i = 0; i + 1 < h->elements; i += 2)
-        if (strcmp(h->element[i]->str, "v") != 0) idx[m++] = i;
+        if (strcmp(h->element[i]->str, "v") != 0 && strcmp(h->element[i]->str, "u") != 0)
+            idx[m++] = i;
     for (size_t i = 1; i < m; i++)
         for (size_t j = i;
              j > 0 && strcmp(h->element[idx[j - 1]]->str, h->element[idx[j]]->str) > 0; j--) {
@@ -764,3 +767,115 @@ Test(feature_redis, config_errors) {
     }
     sn_feature_spec_destroy(spec);
 }
+
+/* Applies events [from, to) of s in one batch; vectors into out, flags into
+ * flags (both caller-owned, sized for the batch). */
+static void apply_range(sn_feature_redis_t *r, const struct stream *s, size_t from, size_t to,
+                        float *out, uint8_t *flags) {
+    char errstr[512];
+
+    cr_assert_eq(sn_feature_redis_apply_batch(r, &s->ev[from], &s->part[from], &s->off[from],
+                                              to - from, out, flags, errstr, sizeof(errstr)),
+                 0, "%s", errstr);
+}
+
+/* The batch of an aborted Kafka transaction comes again (the redo, or a
+ * restart from the committed offsets): Redis already holds it, yet with the
+ * undo record on (undo 1) every event must get the vector it had, so that the
+ * redo scores and alerts the same; an older stretch stays a plain
+ * redelivery: flagged, state untouched. undo 0: the record off, a plain
+ * redelivery. undo 2: the last batch was written without a record, so the
+ * record left by the batch before it is void. */
+static void redo_last_batch(const char *cache, int undo) {
+    sn_feature_spec_t *spec = spec_new(test_spec);
+    size_t nf = sn_feature_spec_nfeatures(spec), B = 60, cut = 600;
+    sn_conf_t *conf;
+    sn_feature_redis_t *r;
+    struct stream *s = malloc(sizeof(*s));
+    float *first = malloc(B * nf * sizeof(float)), *again = malloc(B * nf * sizeof(float));
+    float *older = malloc(B * nf * sizeof(float));
+    uint8_t f1[60], f2[60], f3[60];
+    char errstr[512], key[512], *h1[MACHINES], *h2;
+    size_t l1[MACHINES], l2;
+    int applied = 0;
+
+    server_start(&the_server);
+    conf = conf_new(&the_server, cache, "2000");
+    r = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
+    cr_assert_not_null(r, "%s", errstr);
+    sn_feature_redis_set_undo(r, undo != 0);
+    make_stream(s, 1000, 25000, 99);
+    for (size_t i = 0; i < cut; i += B) apply_range(r, s, i, i + B, again, f2);
+    /* undo 2: the last batch written without a record, so the record of the
+     * batch before it must not be used */
+    sn_feature_redis_set_undo(r, undo == 1);
+    apply_range(r, s, cut, cut + B, first, f1);
+    for (int m = 0; m < MACHINES; m++) {
+        sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
+        h1[m] = hash_sorted(&the_server, key, &l1[m]);
+    }
+    if (undo != 1) { /* a plain redelivery: flagged, state untouched */
+        size_t from = undo == 2 ? cut - B : cut;
+
+        apply_range(r, s, from, from + B, again, f2);
+        for (size_t i = 0; i < B; i++)
+            cr_expect(f2[i] & SN_FEATURES_REDELIVERED, "event %zu: flags %d", i, f2[i]);
+        for (int m = 0; m < MACHINES; m++) {
+            sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
+            h2 = hash_sorted(&the_server, key, &l2);
+            cr_expect(l2 == l1[m] && memcmp(h1[m], h2, l2) == 0, "machine %s: state changed",
+                      machine_ids[m]);
+            free(h2);
+        }
+        if (undo == 0)
+            cr_expect(memcmp(first, again, B * nf * sizeof(float)) != 0,
+                      "redelivered vectors differ from the first ones (else this proves nothing)");
+        goto out;
+    }
+    /* the same batch again: the same vectors and decisions, the same state */
+    apply_range(r, s, cut, cut + B, again, f2);
+    for (size_t i = 0; i < B; i++) {
+        cr_expect_eq(f2[i], f1[i], "event %zu: flags %d, first time %d", i, f2[i], f1[i]);
+        applied += (f1[i] & SN_FEATURES_APPLIED) != 0;
+        for (size_t j = 0; j < nf; j++) {
+            float a = first[i * nf + j], b = again[i * nf + j];
+
+            cr_expect(memcmp(&a, &b, sizeof(a)) == 0, "event %zu feature %zu: %.9g, first %.9g", i,
+                      j, (double)b, (double)a);
+        }
+    }
+    cr_expect_gt(applied, 40, "the batch mostly applies (%d)", applied);
+    for (int m = 0; m < MACHINES; m++) {
+        sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
+        h2 = hash_sorted(&the_server, key, &l2);
+        cr_expect(l2 == l1[m] && memcmp(h1[m], h2, l2) == 0, "machine %s: state changed",
+                  machine_ids[m]);
+        free(h2);
+    }
+    /* an older batch: redelivered, nothing changes */
+    apply_range(r, s, cut - B, cut, older, f3);
+    for (size_t i = 0; i < B; i++)
+        cr_expect(f3[i] & SN_FEATURES_REDELIVERED, "older event %zu: flags %d", i, f3[i]);
+    for (int m = 0; m < MACHINES; m++) {
+        sn_feature_redis_key(r, machine_ids[m], key, sizeof(key));
+        h2 = hash_sorted(&the_server, key, &l2);
+        cr_expect(l2 == l1[m] && memcmp(h1[m], h2, l2) == 0,
+                  "machine %s: older redelivery changed it", machine_ids[m]);
+        free(h2);
+    }
+out:
+    for (int m = 0; m < MACHINES; m++) free(h1[m]);
+    free(s);
+    free(first);
+    free(again);
+    free(older);
+    sn_feature_redis_destroy(r);
+    sn_conf_destroy(conf);
+    sn_feature_spec_destroy(spec);
+    server_stop(&the_server);
+}
+
+Test(feature_redis, redo_of_the_last_batch_with_cache) { redo_last_batch("10000", 1); }
+Test(feature_redis, redo_of_the_last_batch_without_cache) { redo_last_batch("0", 1); }
+Test(feature_redis, redo_without_undo_is_a_redelivery) { redo_last_batch("10000", 0); }
+Test(feature_redis, stale_undo_record_is_not_used) { redo_last_batch("0", 2); }

@@ -145,6 +145,15 @@ The merged configuration of a component as a dict: first-class values <
       key: {{ $s.secretKey }}
 {{- end }}
 {{- end }}
+{{- if eq .component "scorer" }}
+{{- /* scorer.exactly.once: the transactional id must be unique per running
+instance and stable across its restarts; the pod name is both for a
+container restart (a replaced pod's open transaction times out instead). */}}
+- name: {{ include "sentinel.envName" "scorer.transactional.id" }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
 {{- with (index $v .component).extraEnv }}
 {{ toYaml . }}
 {{- end }}
