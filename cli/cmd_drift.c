@@ -20,6 +20,7 @@
 #include "scoring/drift_conf.h"
 #include "scoring/features.h"
 #include "scoring/registry.h"
+#include "scoring/trainer.h"
 
 #define MAP_MAX 64
 #define BAD_ROWS_LOGGED 10 /* bad rows named in the log; the rest are only counted */
@@ -54,6 +55,11 @@ static void usage(FILE *out) {
         "output:\n"
         "  --json-out FILE     write the report as JSON\n"
         "  --html-out FILE     write a self-contained HTML report (SVG histograms)\n"
+        "on drift:\n"
+        "  a JSON event goes to drift.events.topic (empty: none); with\n"
+        "  --retrain-on-drift   run sentinel train --promote on the archive input over the\n"
+        "                      drift.retrain.window.h hours before --to (or now), with the\n"
+        "                      same -c/-X; the gate decides, a 'retrain' event says how\n"
         "  -q, --quiet         no table on standard output\n"
         "\nExit codes: 0 no drift, %d drift, %d not enough data (fewer than drift.min.events),\n"
         "1 runtime failure, 2 bad usage or config.\n",
@@ -193,6 +199,35 @@ static int write_report(const char *path, const char *text, const sn_drift_t *d)
     return bad ? -1 : 0;
 }
 
+/* Drift found: tell whoever listens on drift.events.topic, then, with
+ * --retrain-on-drift, train on the recent archive and publish what the gate
+ * decided. A gate that keeps the production model is an answer, not an
+ * error; an event that cannot be published or a retrain that fails is. */
+static int act_on_drift(const sn_conf_t *conf, const cli_conf_args_t *args, const sn_drift_t *d,
+                        int retrain, const char *model_name, const char *version, const char *input,
+                        const char *topic, int64_t from_ms, int64_t to_ms) {
+    cli_drift_ctx_t ctx = {model_name, version, input, from_ms, to_ms};
+    cli_drift_retrain_t rt;
+    char errstr[1024];
+
+    if (cli_drift_publish(conf, "drift", &ctx, d, NULL, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "sentinel drift: %s\n", errstr);
+        return -1;
+    }
+    if (!retrain) return 0;
+    cli_drift_retrain(conf, args, input, topic, to_ms, &rt);
+    if (cli_drift_publish(conf, "retrain", &ctx, NULL, &rt, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "sentinel drift: %s\n", errstr);
+        return -1;
+    }
+    if (rt.exit_code != SN_EXIT_OK && rt.exit_code != SN_EXIT_NOT_PROMOTED) {
+        fprintf(stderr, "sentinel drift: the retrain failed (sentinel train exited %d)\n",
+                rt.exit_code);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_drift(int argc, char **argv) {
     enum {
         O_CSV = 256,
@@ -210,7 +245,8 @@ int cmd_drift(int argc, char **argv) {
         O_CARD,
         O_ARCHIVE,
         O_JSON,
-        O_HTML
+        O_HTML,
+        O_RETRAIN
     };
     static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
                                              {"jsonl", required_argument, NULL, O_JSONL},
@@ -228,6 +264,7 @@ int cmd_drift(int argc, char **argv) {
                                              {"archive", required_argument, NULL, O_ARCHIVE},
                                              {"json-out", required_argument, NULL, O_JSON},
                                              {"html-out", required_argument, NULL, O_HTML},
+                                             {"retrain-on-drift", no_argument, NULL, O_RETRAIN},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -250,7 +287,7 @@ int cmd_drift(int argc, char **argv) {
     char errstr[1024], version[SN_REGISTRY_VERSION_MAX] = "";
     int64_t from_ms = -1, to_ms = -1, last_ts = INT64_MIN;
     uint64_t bad = 0, skipped = 0, out_of_order = 0;
-    int opt, nmap = 0, quiet = 0, inputs = 0, preset = 0, rc = SN_EXIT_USAGE, r;
+    int opt, nmap = 0, quiet = 0, inputs = 0, preset = 0, retrain = 0, rc = SN_EXIT_USAGE, r;
 
     memset(&so, 0, sizeof(so));
     so.step_ms = 1000;
@@ -321,6 +358,7 @@ int cmd_drift(int argc, char **argv) {
             break;
         case O_JSON: json_out = optarg; break;
         case O_HTML: html_out = optarg; break;
+        case O_RETRAIN: retrain = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return SN_EXIT_OK;
         default: usage(stderr); return SN_EXIT_USAGE;
@@ -334,6 +372,11 @@ int cmd_drift(int argc, char **argv) {
     if (archive) {
         fprintf(stderr, "sentinel drift: --archive is not implemented yet; export the events and "
                         "use --jsonl\n");
+        return SN_EXIT_USAGE;
+    }
+    if (retrain && (!so.path || !strstr(so.path, "://"))) {
+        fprintf(stderr, "sentinel drift: --retrain-on-drift trains on the archive: give the input "
+                        "as --input file://... or s3://...\n");
         return SN_EXIT_USAGE;
     }
     if (model && card_path) {
@@ -444,6 +487,10 @@ int cmd_drift(int argc, char **argv) {
         (!(json = sn_drift_report_json(drift)) || write_report(json_out, json, NULL) != 0))
         goto out;
     if (html_out && write_report(html_out, NULL, drift) != 0) goto out;
+    if (r == SN_DRIFT_DRIFTED &&
+        act_on_drift(conf, &args, drift, retrain, sn_card_get_str(card, "model.name"),
+                     card_path ? NULL : version, so.path, NULL, from_ms, to_ms) != 0)
+        goto out;
     rc = r == SN_DRIFT_DRIFTED      ? SN_EXIT_DRIFT
          : r == SN_DRIFT_NOT_ENOUGH ? SN_EXIT_DRIFT_NO_DATA
                                     : SN_EXIT_OK;
