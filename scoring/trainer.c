@@ -433,9 +433,11 @@ static int cmp_row(const void *a, const void *b) {
 static int check_opts(const sn_trainer_opts_t *o, char *errstr, size_t errstr_size) {
     if (!o->schema || !o->source.path || !*o->source.path || strcmp(o->source.path, "-") == 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                          "training needs an input file (it is hashed into the card)");
-    if (o->source.kind != SN_SOURCE_CSV && o->source.kind != SN_SOURCE_JSONL)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "training reads CSV or JSON lines");
+                          "training needs an input file or archive (it is hashed into the card)");
+    if (o->source.kind != SN_SOURCE_CSV && o->source.kind != SN_SOURCE_JSONL &&
+        o->source.kind != SN_SOURCE_ARCHIVE)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "training reads CSV, JSON lines or the archive");
     if (!o->failures_path && (!o->label_tag || !*o->label_tag))
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
                           "no labels: give a label tag or a failures file");
