@@ -21,6 +21,7 @@
 
 #define KEY_MAX 1024
 #define PROGRESS_EVERY_S 5
+#define DAY_MS 86400000LL
 
 /* One listed object of the current hour folder. */
 struct object {
@@ -60,6 +61,10 @@ struct sn_source_archive {
     /* objects of the current folder */
     struct object *objs;
     size_t nobjs, capobjs, next_obj;
+    /* S3: the listing of the current day folder */
+    struct object *day;
+    size_t nday, capday, day_prefix_len;
+    int64_t day_ms;
     /* the open object */
     uint8_t *buf;
     sn_container_t *cur;
@@ -132,27 +137,38 @@ static int64_t floor_hour(int64_t ms) {
     return h * SN_SOURCE_ARCHIVE_HOUR_MS;
 }
 
-static int add_object(sn_source_archive_t *a, const char *key, int64_t size) {
+/* Appends key to a list of objects when it names an archive object. */
+static int list_add(struct object **objs, size_t *n, size_t *cap, const char *key, int64_t size) {
     struct object *o;
     int64_t first, last;
     int32_t part = parse_partition(key);
 
     if (part < 0 || parse_name(key, &first, &last) != 0) return 0; /* not an archive object */
-    if (a->nobjs == a->capobjs) {
-        size_t cap = a->capobjs ? a->capobjs * 2 : 64;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
 
-        if (!(o = realloc(a->objs, cap * sizeof(*o)))) return SN_ERR_NOMEM;
-        a->objs = o;
-        a->capobjs = cap;
+        if (!(o = realloc(*objs, ncap * sizeof(*o)))) return SN_ERR_NOMEM;
+        *objs = o;
+        *cap = ncap;
     }
-    o = &a->objs[a->nobjs];
+    o = &(*objs)[*n];
     if (!(o->key = strdup(key))) return SN_ERR_NOMEM;
     o->partition = part;
     o->first = first;
     o->last = last;
     o->size = size;
-    a->nobjs++;
+    (*n)++;
     return 0;
+}
+
+static int add_object(sn_source_archive_t *a, const char *key, int64_t size) {
+    return list_add(&a->objs, &a->nobjs, &a->capobjs, key, size);
+}
+
+static void clear_day(sn_source_archive_t *a) {
+    for (size_t i = 0; i < a->nday; i++) free(a->day[i].key);
+    a->nday = 0;
+    a->day_ms = INT64_MIN;
 }
 
 static void clear_objects(sn_source_archive_t *a) {
@@ -177,8 +193,9 @@ struct s3_list_ctx {
 
 static int on_s3_object(void *opaque, const sn_s3_object_t *obj) {
     struct s3_list_ctx *ctx = opaque;
+    sn_source_archive_t *a = ctx->a;
 
-    if ((ctx->rc = add_object(ctx->a, obj->key, obj->size)) != 0) return 1;
+    if ((ctx->rc = list_add(&a->day, &a->nday, &a->capday, obj->key, obj->size)) != 0) return 1;
     return 0;
 }
 
@@ -237,13 +254,33 @@ static int list_hour(sn_source_archive_t *a, int64_t hour_ms, char *errstr, size
     hour_dir(a, hour_ms, dir, sizeof(dir));
     a->st.hours++;
     if (a->s3) {
-        struct s3_list_ctx ctx = {a, 0};
-        char prefix[KEY_MAX + 256];
+        /* One LIST per day folder, not per hour: a LIST costs a round trip
+         * (0.25 s each on the local S3 server), and a range with a long
+         * lateness spans many hours. The day's keys are kept until the
+         * next day is needed. */
+        int64_t day = hour_ms / DAY_MS * DAY_MS;
+        char prefix[KEY_MAX + 256], hour[16];
 
-        snprintf(prefix, sizeof(prefix), "%s%s", a->root, dir);
-        if ((rc = sn_s3_list(a->s3, prefix, NULL, 0, on_s3_object, &ctx, errstr, errstr_size)) != 0)
-            return rc;
-        if (ctx.rc) return sn_err_set(errstr, errstr_size, ctx.rc, "out of memory");
+        if (day != a->day_ms) {
+            struct s3_list_ctx ctx = {a, 0};
+            size_t dl = strlen(dir);
+
+            clear_day(a);
+            /* dir is "<topic>/dt=YYYY-MM-DD/hour=HH/": the day is dir less "hour=HH/" */
+            snprintf(prefix, sizeof(prefix), "%s%.*s", a->root, (int)(dl - 8), dir);
+            if ((rc = sn_s3_list(a->s3, prefix, NULL, 0, on_s3_object, &ctx, errstr,
+                                 errstr_size)) != 0)
+                return rc;
+            if (ctx.rc) return sn_err_set(errstr, errstr_size, ctx.rc, "out of memory");
+            a->day_ms = day;
+            a->day_prefix_len = strlen(prefix);
+        }
+        snprintf(hour, sizeof(hour), "%.8s", dir + strlen(dir) - 8);
+        for (size_t i = 0; i < a->nday; i++)
+            if (strlen(a->day[i].key) > a->day_prefix_len &&
+                strncmp(a->day[i].key + a->day_prefix_len, hour, 8) == 0 &&
+                (rc = add_object(a, a->day[i].key, a->day[i].size)) != 0)
+                return sn_err_set(errstr, errstr_size, rc, "out of memory");
     } else if ((rc = list_files(a, dir, errstr, errstr_size)) != 0) {
         return rc;
     }
@@ -374,7 +411,8 @@ static int open_object(sn_source_archive_t *a, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* 1 when (partition, offset) is new, and remembers it. */
+/* 1 when (partition, offset) is new, and remembers it; 0 when seen; -1 out
+ * of memory. */
 static int first_time(sn_source_archive_t *a, int32_t partition, int64_t offset) {
     for (size_t i = 0; i < a->nparts; i++) {
         if (a->parts[i].partition != partition) continue;
@@ -515,7 +553,11 @@ static int fill(sn_source_archive_t *a, char *errstr, size_t errstr_size) {
                 goto out;
             }
             a->st.records++;
-            if (!first_time(a, meta.partition, meta.offset)) {
+            if ((r = first_time(a, meta.partition, meta.offset)) <= 0) {
+                if (r < 0) {
+                    rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+                    goto out;
+                }
                 a->st.duplicates++;
                 continue;
             }
@@ -591,7 +633,8 @@ int sn_source_archive_next_score(sn_source_archive_t *a, sn_score_t *sc, char *e
         }
         if (r < 0) return sn_err_set(errstr, errstr_size, r, "%s", why);
         a->st.records++;
-        if (!first_time(a, meta.partition, meta.offset)) {
+        if ((r = first_time(a, meta.partition, meta.offset)) <= 0) {
+            if (r < 0) return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
             a->st.duplicates++;
             continue;
         }
@@ -696,6 +739,7 @@ sn_source_archive_t *sn_source_archive_new(const sn_source_archive_opts_t *opts,
     a->hour = floor_hour(a->from_ms) - SN_SOURCE_ARCHIVE_HOUR_MS;
     a->last_hour = floor_hour(a->to_ms - 1 + a->lateness_ms);
     a->watermark = INT64_MIN;
+    a->day_ms = INT64_MIN;
     return a;
 fail:
     sn_source_archive_destroy(a);
@@ -707,6 +751,8 @@ void sn_source_archive_destroy(sn_source_archive_t *a) {
     close_object(a);
     clear_objects(a);
     free(a->objs);
+    clear_day(a);
+    free(a->day);
     for (size_t i = 0; i < a->npend; i++) free(a->pend[i].tags);
     free(a->pend);
     free(a->parts);

@@ -8,7 +8,9 @@
  * For an event-time range [from, to) the reader lists only the hour folders
  * that can hold it: from the hour before from's (an object opened then may
  * run into the range) to the hour of to + archive.read.lateness.ms (records
- * that reached Kafka late). Each listed object is fetched once, whole (at
+ * that reached Kafka late); S3 is listed one day folder per request and the
+ * day's keys kept while its hours are read. Each listed object is fetched
+ * once, whole (at
  * most archive.read.object.max.bytes), and decoded with the codec against
  * the reader schema; RawRecord objects (records that were not valid frames)
  * are skipped and counted. Within a partition a record whose offset is not
