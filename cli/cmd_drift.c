@@ -409,9 +409,12 @@ static int open_input(struct drift_args *a, struct drift_run *run) {
             run->conf,  run->codec,
             !a->quiet};
 
-        if (sn_drift_enable_score(run->drift, errstr, sizeof(errstr)) != 0) {
-            /* a card from before score profiles: features only */
+        int r = sn_drift_enable_score(run->drift, errstr, sizeof(errstr));
+
+        if (r == SN_ERR_NOENT) { /* a card from before score profiles: features only */
             sn_log_warn("drift", "%s; comparing features only", errstr);
+        } else if (r != 0) {
+            goto fail;
         } else if (!(run->scores = sn_source_archive_new(&ao, SN_SOURCE_ARCHIVE_SCORES, errstr,
                                                          sizeof(errstr)))) {
             goto fail;
