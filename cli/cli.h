@@ -40,6 +40,14 @@ void cli_conf_usage(FILE *out);
 struct sn_alert;
 void cli_alert_line(const struct sn_alert *alert, char *buf, size_t size);
 
+/* Parses a time as an operator types it: epoch milliseconds, YYYY-MM-DD or
+ * YYYY-MM-DDTHH:MM:SSZ (UTC). On error prints "sentinel <cmd>: <opt> expects
+ * ..." and returns -1. */
+int cli_parse_time(const char *cmd, const char *opt, const char *s, int64_t *out);
+
+/* 1 when s names an archive (file://... or s3://...), not a local file. */
+int cli_is_archive_url(const char *s);
+
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile int cli_stop;
 void cli_install_signals(void);
