@@ -81,8 +81,8 @@ int cli_drift_publish(const sn_conf_t *conf, const char *type, const cli_drift_c
                       size_t errstr_size);
 
 /* Runs `sentinel train --promote` in this process on the archive input
- * (URL, borrowed) and topic (NULL: the default) over the drift.retrain.window.h
- * hours before to_ms (-1: now), with the same -c and -X as the drift run
+ * (URL, borrowed) and topic (NULL: the default) over the drift.retrain.window.ms
+ * before to_ms (-1: now), with the same -c and -X as the drift run
  * (args, borrowed) and labels from drift.retrain.failures when set. Fills
  * *out and returns sentinel train's exit code. */
 int cli_drift_retrain(const sn_conf_t *conf, const cli_conf_args_t *args, const char *input,

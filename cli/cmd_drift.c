@@ -71,7 +71,7 @@ static void usage(FILE *out) {
         "on drift:\n"
         "  a JSON event goes to drift.events.topic (empty: none), keyed by model name\n"
         "  --retrain-on-drift  then run sentinel train --promote on the archive over the\n"
-        "                      drift.retrain.window.h hours before --to, with the same -c\n"
+        "                      drift.retrain.window.ms before --to, with the same -c\n"
         "                      and -X (labels: drift.retrain.failures, or the label.field\n"
         "                      tag); the gate decides, a 'retrain' event says what it did\n"
         "\nExit codes: 0 no drift, %d drift, %d not enough data (fewer than drift.min.events),\n"
@@ -348,6 +348,15 @@ static int parse_options(int argc, char **argv, struct drift_args *a) {
     return 0;
 }
 
+/* The scorer's state is always warm; an engine started at --from would
+ * report half-empty windows for the first window length (count_10m growing
+ * from 1 on every machine: drift where there is none). So the source starts
+ * one longest window earlier and feed_events uses those events for history
+ * only. */
+static void warm_up(struct drift_args *a, const sn_feature_spec_t *spec) {
+    if (a->from_ms >= 0) a->so.from_ms = a->from_ms - sn_feature_spec_warmup_ms(spec);
+}
+
 /* The card, the codec, the model's feature engine, the drift handle and the
  * event source (and with the archive, the score reader). Prints why and
  * returns -1 on failure. */
@@ -377,9 +386,10 @@ static int open_input(struct drift_args *a, struct drift_run *run) {
         sn_feature_spec_bind(run->spec, view_field_index, run->codec, errstr, sizeof(errstr)) !=
             0 ||
         !(run->fe = sn_features_new(run->spec, 0, errstr, sizeof(errstr))) ||
-        !(run->drift = sn_drift_new(run->card, &run->dopts, errstr, sizeof(errstr))) ||
-        !(run->src = sn_source_new(&a->so, &view, errstr, sizeof(errstr))))
+        !(run->drift = sn_drift_new(run->card, &run->dopts, errstr, sizeof(errstr))))
         goto fail;
+    warm_up(a, run->spec);
+    if (!(run->src = sn_source_new(&a->so, &view, errstr, sizeof(errstr)))) goto fail;
     if (sn_feature_spec_nfeatures(run->spec) != sn_card_nfeatures(run->card)) {
         fprintf(stderr, "sentinel drift: the card's spec has %zu features, its profile %zu\n",
                 sn_feature_spec_nfeatures(run->spec), sn_card_nfeatures(run->card));
@@ -414,8 +424,9 @@ fail:
  * rows are skipped and counted; an input that cannot be read further stops
  * the run. */
 static int feed_events(struct drift_args *a, struct drift_run *run) {
-    int64_t last_ts = INT64_MIN;
-    uint64_t bad = 0, skipped = 0, out_of_order = 0;
+    int64_t last_ts = INT64_MIN,
+            warmup = a->so.from_ms < a->from_ms ? a->from_ms - a->so.from_ms : 0;
+    uint64_t bad = 0, skipped = 0, out_of_order = 0, warmed = 0;
     char errstr[1024];
     float *x = malloc(sn_card_nfeatures(run->card) * sizeof(*x));
     int rc = -1, r;
@@ -441,7 +452,8 @@ static int feed_events(struct drift_args *a, struct drift_run *run) {
             if (bad++ < BAD_ROWS_LOGGED) sn_log_warn("drift", "skipping a bad row: %s", errstr);
             continue;
         }
-        if ((a->from_ms >= 0 && ev.ts_ms < a->from_ms) || (a->to_ms >= 0 && ev.ts_ms >= a->to_ms)) {
+        if ((a->from_ms >= 0 && ev.ts_ms < a->from_ms - warmup) ||
+            (a->to_ms >= 0 && ev.ts_ms >= a->to_ms)) {
             skipped++;
             continue;
         }
@@ -456,6 +468,10 @@ static int feed_events(struct drift_args *a, struct drift_run *run) {
                 sn_log_warn("drift", "skipping an event the feature engine refused");
             continue;
         }
+        if (a->from_ms >= 0 && ev.ts_ms < a->from_ms) { /* history for the windows only */
+            warmed++;
+            continue;
+        }
         if (sn_drift_add(run->drift, x) != 0) {
             fprintf(stderr, "sentinel drift: out of memory\n");
             goto out;
@@ -467,6 +483,10 @@ static int feed_events(struct drift_args *a, struct drift_run *run) {
                     (unsigned long long)out_of_order);
     if (skipped)
         sn_log_info("drift", "%llu events outside --from/--to", (unsigned long long)skipped);
+    if (warmed)
+        sn_log_info("drift",
+                    "%llu events of the %lld ms before --from fed the windows, not the check",
+                    (unsigned long long)warmed, (long long)warmup);
     rc = 0;
 out:
     free(x);

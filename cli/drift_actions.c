@@ -134,7 +134,7 @@ int cli_drift_retrain(const sn_conf_t *conf, const cli_conf_args_t *args, const 
 
     memset(out, 0, sizeof(*out));
     out->to_ms = to_ms >= 0 ? to_ms : wall_ms();
-    out->from_ms = out->to_ms - sn_conf_int(conf, "drift.retrain.window.h") * 3600000;
+    out->from_ms = out->to_ms - sn_conf_int(conf, "drift.retrain.window.ms");
     snprintf(from_s, sizeof(from_s), "%" PRId64, out->from_ms);
     snprintf(to_s, sizeof(to_s), "%" PRId64, out->to_ms);
     alias_version(conf, out->before, sizeof(out->before));
@@ -168,8 +168,8 @@ int cli_drift_retrain(const sn_conf_t *conf, const cli_conf_args_t *args, const 
     argv[argc++] = "-q";
     argv[argc] = NULL;
 
-    sn_log_info("drift", "retraining on %s from %s to %s (drift.retrain.window.h=%lld)", input,
-                from_s, to_s, (long long)sn_conf_int(conf, "drift.retrain.window.h"));
+    sn_log_info("drift", "retraining on %s from %s to %s (drift.retrain.window.ms=%lld)", input,
+                from_s, to_s, (long long)sn_conf_int(conf, "drift.retrain.window.ms"));
     out->exit_code = cmd_train(argc, (char **)argv);
     alias_version(conf, out->after, sizeof(out->after));
     out->promoted = out->exit_code == SN_EXIT_OK && strcmp(out->before, out->after) != 0;

@@ -27,8 +27,9 @@ const sn_conf_def_t sn_drift_conf_defs[] = {
      "Topic that gets a JSON event when drift is found (and one with the outcome of "
      "--retrain-on-drift), keyed by model name, through kafka.*; empty: no events. A drift "
      "found but not published is an error (exit 1)."},
-    {"drift.retrain.window.h", SN_CONF_INT, "168", 1, 87600, NULL, 0,
-     "--retrain-on-drift trains on this many hours of the archive before --to (or now)."},
+    {"drift.retrain.window.ms", SN_CONF_INT, "604800000", 60000, 31536000000.0, NULL, 0,
+     "--retrain-on-drift trains on the archive's [--to - this, --to) (--to: now when not given); "
+     "default 7 days."},
     {"drift.retrain.failures", SN_CONF_STR, "", 0, 0, NULL, 0,
      "--retrain-on-drift: failure events (machine_id,ts_ms[,mode] lines) for the labels, as "
      "sentinel train --failures; empty: the 0/1 tag named by label.field."},
