@@ -1,6 +1,9 @@
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "common/common_conf.h"
@@ -10,6 +13,7 @@
 #include "common/s3_conf.h"
 #include "consumers/archiver_conf.h"
 #include "consumers/scorer_conf.h"
+#include "producers/source_archive_conf.h"
 #include "schemas/schemas_conf.h"
 #include "scoring/drift_conf.h"
 #include "scoring/model_conf.h"
@@ -18,9 +22,9 @@
 extern char **environ;
 
 const sn_conf_def_t *const cli_conf_tables[] = {
-    sn_common_conf_defs,   sn_metrics_conf_defs, sn_schemas_conf_defs,
-    sn_scoring_conf_defs,  sn_model_conf_defs,   sn_scorer_conf_defs,
-    sn_archiver_conf_defs, sn_s3_conf_defs,      sn_drift_conf_defs,
+    sn_common_conf_defs, sn_metrics_conf_defs, sn_schemas_conf_defs,  sn_scoring_conf_defs,
+    sn_model_conf_defs,  sn_scorer_conf_defs,  sn_archiver_conf_defs, sn_source_archive_conf_defs,
+    sn_s3_conf_defs,     sn_drift_conf_defs,
 };
 const char *const cli_conf_titles[] = {
     "General",
@@ -30,6 +34,7 @@ const char *const cli_conf_titles[] = {
     "Models, registry and training",
     "Scorer and alerts",
     "Archiver",
+    "Archive reader (train and drift --input URL)",
     "S3 client",
     "Drift",
 };
@@ -105,4 +110,39 @@ fail:
     fprintf(stderr, "sentinel: %s\n", errstr);
     sn_conf_destroy(conf);
     return NULL;
+}
+
+/* Shared by train and drift, which both take a time range. */
+int cli_parse_time(const char *cmd, const char *opt, const char *s, int64_t *out) {
+    struct tm tm;
+    const char *end;
+    int all_digits = *s != '\0';
+
+    for (const char *p = s; *p; p++) all_digits &= isdigit((unsigned char)*p) != 0;
+    if (all_digits) {
+        char *e;
+        long long v = strtoll(s, &e, 10);
+
+        if (*e == '\0' && v >= 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    memset(&tm, 0, sizeof(tm));
+    if (!(end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))) {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+    }
+    if (all_digits || !end || (*end && strcmp(end, "Z") != 0)) {
+        fprintf(stderr,
+                "sentinel %s: %s expects epoch ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got '%s'\n",
+                cmd, opt, s);
+        return -1;
+    }
+    *out = (int64_t)timegm(&tm) * 1000;
+    return 0;
+}
+
+int cli_is_archive_url(const char *s) {
+    return strncmp(s, "file://", 7) == 0 || strncmp(s, "s3://", 5) == 0;
 }

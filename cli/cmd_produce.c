@@ -41,6 +41,8 @@ static void usage(FILE *out) {
         "  --events N          send at most N events (required with --fleet)\n"
         "  --rate R            events per second (default: as fast as possible)\n"
         "  --topic TOPIC       produce to TOPIC instead of topic.telemetry\n"
+        "  --shift FIELD=D     add D to FIELD of every event sent (repeatable): a controlled\n"
+        "                      sensor shift for drift drills\n"
         "  -q, --quiet         no progress line\n");
     cli_conf_usage(out);
 }
@@ -75,7 +77,8 @@ int cmd_produce(int argc, char **argv) {
         O_SKIP,
         O_EVENTS,
         O_RATE,
-        O_TOPIC
+        O_TOPIC,
+        O_SHIFT
     };
     static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
                                              {"preset", required_argument, NULL, O_PRESET},
@@ -92,10 +95,11 @@ int cmd_produce(int argc, char **argv) {
                                              {"events", required_argument, NULL, O_EVENTS},
                                              {"rate", required_argument, NULL, O_RATE},
                                              {"topic", required_argument, NULL, O_TOPIC},
+                                             {"shift", required_argument, NULL, O_SHIFT},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *map[MAP_MAX];
+    const char *map[MAP_MAX], *shift[SN_PRODUCE_SHIFT_MAX];
     sn_produce_opts_t o;
     sn_produce_result_t res;
     cli_conf_args_t args = {0};
@@ -179,6 +183,15 @@ int cmd_produce(int argc, char **argv) {
             break;
         }
         case O_TOPIC: o.topic = optarg; break;
+        case O_SHIFT:
+            if (o.nshift >= SN_PRODUCE_SHIFT_MAX) {
+                fprintf(stderr, "sentinel produce: at most %d --shift options\n",
+                        SN_PRODUCE_SHIFT_MAX);
+                return SN_EXIT_USAGE;
+            }
+            shift[o.nshift++] = optarg;
+            o.shift = shift;
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return SN_EXIT_OK;
         default: usage(stderr); return SN_EXIT_USAGE;

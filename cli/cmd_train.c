@@ -1,4 +1,4 @@
-/* sentinel train: labelled telemetry (CSV or JSON lines) -> the feature
+/* sentinel train: labelled telemetry (CSV, JSON lines or the archive) -> the feature
  * engine -> XGBoost -> holdout evaluation -> a registered model version, and
  * with --promote the champion/challenger gate on the production alias. The
  * work is scoring/trainer.c; this file is options, progress and the exit
@@ -21,7 +21,8 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: sentinel train [options] (--csv FILE | --jsonl FILE)\n\n"
+            "usage: sentinel train [options] (--csv FILE | --jsonl FILE |\n"
+            "                                 --input URL --from T --to T)\n\n"
             "Trains a failure model: reads labelled telemetry, computes the features of the\n"
             "feature spec in event-time order per machine (what the scorer computes), splits\n"
             "by time into train / validation / holdout, trains XGBoost with early stopping,\n"
@@ -37,6 +38,13 @@ static void usage(FILE *out) {
             "                      tag.NAME (repeatable); the label: tag.<label.field>=COLUMN\n"
             "  --ts-column COLUMN  CSV column with the event time in epoch milliseconds\n"
             "  --jsonl FILE        JSON lines, one event per line; the label as a tag\n"
+            "  --input URL         the archive written by sentinel archive: file://DIR or\n"
+            "                      s3://bucket[/prefix] (s3.* keys), events in event-time\n"
+            "                      order per machine (archive.read.* keys); needs --from, --to\n"
+            "  --topic NAME        the archived topic to read (default topic.telemetry)\n"
+            "  --from T, --to T    events with from <= time < to (epoch ms, YYYY-MM-DD or\n"
+            "                      YYYY-MM-DDTHH:MM:SSZ); the archive's labels come from\n"
+            "                      --failures or the label.field tag\n"
             "  --machine-id ID     machine id for inputs that have none\n"
             "  --start MS          time of the first row when the input has none\n"
             "                      (default 1767225600000, 2026-01-01)\n"
@@ -98,7 +106,11 @@ int cmd_train(int argc, char **argv) {
         O_SPEC,
         O_OUT,
         O_NOREG,
-        O_PROMOTE
+        O_PROMOTE,
+        O_INPUT,
+        O_TOPIC,
+        O_FROM,
+        O_TO
     };
     static const struct option longopts[] = {{"csv", required_argument, NULL, O_CSV},
                                              {"jsonl", required_argument, NULL, O_JSONL},
@@ -113,6 +125,10 @@ int cmd_train(int argc, char **argv) {
                                              {"out", required_argument, NULL, O_OUT},
                                              {"no-register", no_argument, NULL, O_NOREG},
                                              {"promote", no_argument, NULL, O_PROMOTE},
+                                             {"input", required_argument, NULL, O_INPUT},
+                                             {"topic", required_argument, NULL, O_TOPIC},
+                                             {"from", required_argument, NULL, O_FROM},
+                                             {"to", required_argument, NULL, O_TO},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -132,6 +148,7 @@ int cmd_train(int argc, char **argv) {
     memset(&o, 0, sizeof(o));
     o.source.step_ms = 1000;
     o.source.start_ms = DEFAULT_START_MS;
+    o.source.from_ms = o.source.to_ms = -1;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_CONF_OPTS "qh", longopts, NULL)) != -1) {
         int r = cli_conf_opt(&args, opt, optarg);
@@ -177,14 +194,43 @@ int cmd_train(int argc, char **argv) {
         case O_OUT: out_dir = optarg; break;
         case O_NOREG: no_register = 1; break;
         case O_PROMOTE: gate.promote = 1; break;
+        case O_INPUT:
+            if (!cli_is_archive_url(optarg)) {
+                fprintf(stderr,
+                        "sentinel train: --input expects file://DIR or s3://bucket[/prefix], "
+                        "got '%s' (use --csv or --jsonl for a file)\n",
+                        optarg);
+                return SN_EXIT_USAGE;
+            }
+            o.source.kind = SN_SOURCE_ARCHIVE;
+            o.source.path = optarg;
+            inputs++;
+            break;
+        case O_TOPIC: o.source.topic = optarg; break;
+        case O_FROM:
+            if (cli_parse_time("train", "--from", optarg, &o.source.from_ms)) return SN_EXIT_USAGE;
+            break;
+        case O_TO:
+            if (cli_parse_time("train", "--to", optarg, &o.source.to_ms)) return SN_EXIT_USAGE;
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return SN_EXIT_OK;
         default: usage(stderr); return SN_EXIT_USAGE;
         }
     }
     if (optind < argc || inputs != 1) {
-        fprintf(stderr, "sentinel train: give exactly one of --csv, --jsonl\n");
+        fprintf(stderr, "sentinel train: give exactly one of --csv, --jsonl, --input\n");
         usage(stderr);
+        return SN_EXIT_USAGE;
+    }
+    if (o.source.kind == SN_SOURCE_ARCHIVE &&
+        (o.source.from_ms < 0 || o.source.to_ms < 0 || o.source.to_ms <= o.source.from_ms)) {
+        fprintf(stderr, "sentinel train: --input URL needs --from and --to, --to after --from\n");
+        return SN_EXIT_USAGE;
+    }
+    if (o.source.kind != SN_SOURCE_ARCHIVE &&
+        (o.source.from_ms >= 0 || o.source.to_ms >= 0 || o.source.topic)) {
+        fprintf(stderr, "sentinel train: --from, --to and --topic go with --input URL\n");
         return SN_EXIT_USAGE;
     }
     if (no_register && (gate.promote || !out_dir)) {
@@ -221,6 +267,12 @@ int cmd_train(int argc, char **argv) {
                                 codec};
     o.source.key_field = sn_conf_str(conf, "schema.key.field");
     o.source.time_field = sn_conf_str(conf, "schema.time.field");
+    if (o.source.kind == SN_SOURCE_ARCHIVE) {
+        if (!o.source.topic) o.source.topic = sn_conf_str(conf, "topic.telemetry");
+        o.source.conf = conf;
+        o.source.codec = codec;
+        o.source.progress = !quiet;
+    }
     o.schema = &view;
     o.progress = !quiet && isatty(STDERR_FILENO);
     rc = SN_EXIT_RUNTIME;

@@ -1,6 +1,7 @@
 #include "producers/produce.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -51,6 +52,34 @@ static void note_bad(sn_produce_result_t *res, const char *why) {
         sn_log_warn("produce", "bad input (%llu so far): %s", (unsigned long long)res->bad, why);
 }
 
+/* Resolves the --shift pairs against the schema once, so that a typo in a
+ * field name stops the run before anything is sent. */
+static int parse_shifts(const sn_codec_t *codec, const sn_produce_opts_t *opts, int *field,
+                        double *delta, char *errstr, size_t errstr_size) {
+    if (opts->nshift > SN_PRODUCE_SHIFT_MAX)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "at most %d shifts",
+                          SN_PRODUCE_SHIFT_MAX);
+    for (size_t i = 0; i < opts->nshift; i++) {
+        const char *eq = strchr(opts->shift[i], '=');
+        char name[128], *end;
+
+        if (!eq || eq == opts->shift[i] || (size_t)(eq - opts->shift[i]) >= sizeof(name))
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "shift '%s': expected FIELD=DELTA", opts->shift[i]);
+        memcpy(name, opts->shift[i], (size_t)(eq - opts->shift[i]));
+        name[eq - opts->shift[i]] = '\0';
+        delta[i] = strtod(eq + 1, &end);
+        if (end == eq + 1 || *end || !isfinite(delta[i]))
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "shift '%s': DELTA must be a finite number", opts->shift[i]);
+        if ((field[i] = sn_codec_field_index(codec, name)) < 0)
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "shift '%s': the telemetry schema has no numeric field '%s'",
+                              opts->shift[i], name);
+    }
+    return 0;
+}
+
 int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_produce_result_t *res,
                    char *errstr, size_t errstr_size) {
     static unsigned char frame[FRAME_MAX];
@@ -64,6 +93,8 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
     char why[512];
     int rc = 0, r;
     sn_event_t ev;
+    int shift_field[SN_PRODUCE_SHIFT_MAX];
+    double shift_delta[SN_PRODUCE_SHIFT_MAX];
 
     memset(res, 0, sizeof(*res));
     if (!(codec = sn_codec_new(conf, errstr, errstr_size))) {
@@ -82,6 +113,8 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
                         "a synthetic fleet needs an event count");
         goto out;
     }
+    if ((rc = parse_shifts(codec, opts, shift_field, shift_delta, errstr, errstr_size)) != 0)
+        goto out;
     if (!(src = sn_source_new(&sopts, &view, errstr, errstr_size))) {
         rc = SN_ERR_INVALID;
         goto out;
@@ -103,6 +136,7 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
             continue;
         }
         if (res->read <= opts->skip) continue;
+        for (size_t i = 0; i < opts->nshift; i++) ev.values[shift_field[i]] += shift_delta[i];
         if (sn_codec_encode(codec, &ev, frame, sizeof(frame), &len, why, sizeof(why)) != 0) {
             note_bad(res, why);
             continue;

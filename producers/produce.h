@@ -19,7 +19,13 @@ typedef struct sn_produce_opts {
     const char *bootstrap;   /* NULL: kafka.bootstrap.servers (mock cluster otherwise) */
     int progress;            /* print a progress line on stderr (a terminal) */
     volatile int *stop;      /* borrowed; stop early when it becomes non-zero */
+    /* "FIELD=DELTA" pairs (borrowed): DELTA is added to FIELD of every event
+     * sent, a controlled shift for drift drills. At most SN_PRODUCE_SHIFT_MAX. */
+    const char *const *shift;
+    size_t nshift;
 } sn_produce_opts_t;
+
+#define SN_PRODUCE_SHIFT_MAX 16
 
 typedef struct sn_produce_result {
     uint64_t read;      /* events read from the source, skipped ones included */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "producers/source_archive.h"
 
 #define CSV_LINE_MAX (64 * 1024)
 #define CSV_COLS_MAX 256
@@ -61,6 +62,8 @@ struct sn_source {
     uint32_t next_machine;
     int fi_air, fi_proc, fi_rpm, fi_torque, fi_wear, fi_type;
     double type_value[3];
+    /* archive */
+    sn_source_archive_t *archive;
 };
 
 /* ---- deterministic random numbers: xoshiro256** seeded by splitmix64 ---- */
@@ -556,6 +559,18 @@ sn_source_t *sn_source_new(const sn_source_opts_t *opts, const sn_source_schema_
         if (fleet_open(src, errstr, errstr_size) != 0) goto fail;
         return src;
     }
+    if (opts->kind == SN_SOURCE_ARCHIVE) {
+        sn_source_archive_opts_t ao = {opts->path,    opts->topic ? opts->topic : "telemetry",
+                                       opts->from_ms, opts->to_ms,
+                                       opts->conf,    opts->codec,
+                                       opts->progress};
+
+        if (!(src->archive =
+                  sn_source_archive_new(&ao, SN_SOURCE_ARCHIVE_EVENTS, errstr, errstr_size)))
+            goto fail;
+        src->opts.path = sn_source_archive_location(src->archive);
+        return src;
+    }
     if (!opts->path || strcmp(opts->path, "-") == 0) {
         src->fp = stdin;
         src->opts.path = "<stdin>";
@@ -580,6 +595,7 @@ fail:
 void sn_source_destroy(sn_source_t *src) {
     if (!src) return;
     if (src->own_fp) fclose(src->fp);
+    sn_source_archive_destroy(src->archive);
     free(src->machines);
     free(src);
 }
@@ -592,8 +608,15 @@ int sn_source_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t errstr
     case SN_SOURCE_CSV: rc = csv_next(src, ev, errstr, errstr_size); break;
     case SN_SOURCE_JSONL: rc = jsonl_next(src, ev, errstr, errstr_size); break;
     case SN_SOURCE_FLEET: rc = fleet_next(src, ev, errstr, errstr_size); break;
+    case SN_SOURCE_ARCHIVE:
+        rc = sn_source_archive_next_event(src->archive, ev, errstr, errstr_size);
+        break;
     default: rc = sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "unknown source kind");
     }
     if (rc == 1) src->emitted++;
     return rc;
+}
+
+struct sn_source_archive *sn_source_archive(const sn_source_t *src) {
+    return src->archive;
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/conf.h"
+#include "schemas/codec.h"
 #include "schemas/event.h"
 
 /* What a source needs to know of the schema; opaque is the codec. */
@@ -32,6 +34,7 @@ enum sn_source_kind {
     SN_SOURCE_CSV,
     SN_SOURCE_JSONL,
     SN_SOURCE_FLEET,
+    SN_SOURCE_ARCHIVE, /* the archive: producers/source_archive.h */
 };
 
 /* Options for sn_source_new. Strings are borrowed for the call. */
@@ -51,6 +54,12 @@ typedef struct sn_source_opts {
     uint32_t machines;
     uint64_t seed;
     FILE *failures_out; /* borrowed; "machine_id,ts_ms,mode" per failure, or NULL */
+    /* Archive only: path is the URL (file://DIR or s3://bucket[/prefix]). */
+    const char *topic;      /* NULL: "telemetry" */
+    int64_t from_ms, to_ms; /* event-time range [from, to), required */
+    const sn_conf_t *conf;  /* archive.read.* and s3.* keys, borrowed for sn_source_new */
+    sn_codec_t *codec;      /* decodes the archived records; borrowed, outlives the source */
+    int progress;           /* progress lines on stderr */
 } sn_source_opts_t;
 
 /* The column mapping of the bundled AI4I 2020 data (data/ai4i2020.csv). */
@@ -65,8 +74,14 @@ sn_source_t *sn_source_new(const sn_source_opts_t *opts, const sn_source_schema_
 void sn_source_destroy(sn_source_t *src);
 
 /* Fills ev with the next event. Returns 1 for an event, 0 at the end, or a
- * negative sn_err for a bad row (errstr names the line); the caller may skip
- * a bad row and go on: the next call reads the following one. */
+ * negative sn_err: SN_ERR_INVALID for a bad row (errstr names the line); the
+ * caller may skip a bad row and go on: the next call reads the following
+ * one. Any other error (an archive object damaged, S3 unreachable, out of
+ * memory) means the input cannot be read further: stop. */
 int sn_source_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t errstr_size);
+
+/* The archive reader of an SN_SOURCE_ARCHIVE source (borrowed), for its
+ * counters and digest; NULL for other kinds. */
+struct sn_source_archive *sn_source_archive(const sn_source_t *src);
 
 #endif

@@ -781,13 +781,22 @@ int sn_codec_decode_common(sn_codec_t *c, enum sn_codec_kind kind, const void *b
                            avro_value_t **view, struct sn_plan **plan,
                            enum sn_codec_error_class *cls, int32_t *schema_id_out, char *errstr,
                            size_t errstr_size) {
-    const uint8_t *b = buf;
+    const uint8_t *b = buf, *data;
     struct sn_writer *w = NULL;
     struct sn_plan *p;
+    enum sn_codec_error_class cls_local;
+    size_t dlen;
     int32_t id;
     int rc;
 
+    if (!cls) cls = &cls_local; /* "cls may be NULL": the validator always writes it */
     if (schema_id_out) *schema_id_out = -1;
+    if (c->datum) { /* sn_codec_decode_datum: a bare datum of a given writer */
+        w = c->datum;
+        data = b;
+        dlen = len;
+        goto body;
+    }
     if (len == 0)
         return sn_codec_fail(cls, SN_CODEC_TRUNCATED, SN_ERR_INVALID, errstr, errstr_size,
                              "empty message");
@@ -804,6 +813,9 @@ int sn_codec_decode_common(sn_codec_t *c, enum sn_codec_kind kind, const void *b
         return sn_codec_fail(cls, SN_CODEC_UNKNOWN_SCHEMA, SN_ERR_INVALID, errstr, errstr_size,
                              "schema id %d is not a valid id", (int)id);
     if ((rc = writer_get(c, id, &w, cls, errstr, errstr_size)) != 0) return rc;
+    data = b + FRAME_HEADER;
+    dlen = len - FRAME_HEADER;
+body:
     if (!(p = w->plans[kind]) && !(p = w->plans[kind] = plan_build(c, w, kind)))
         return sn_codec_fail(cls, SN_CODEC_INTERNAL, SN_ERR_NOMEM, errstr, errstr_size,
                              "out of memory");
@@ -811,11 +823,9 @@ int sn_codec_decode_common(sn_codec_t *c, enum sn_codec_kind kind, const void *b
         return sn_codec_fail(cls, p->cls,
                              p->cls == SN_CODEC_INTERNAL ? SN_ERR_NOMEM : SN_ERR_INVALID, errstr,
                              errstr_size, "%s", p->err);
-    if ((rc = sn_wire_check(w->wire, b + FRAME_HEADER, len - FRAME_HEADER, c->max_alloc, cls,
-                            errstr, errstr_size)) != 0)
+    if ((rc = sn_wire_check(w->wire, data, dlen, c->max_alloc, cls, errstr, errstr_size)) != 0)
         return rc;
-    avro_reader_memory_set_source(c->areader, (const char *)b + FRAME_HEADER,
-                                  (int64_t)(len - FRAME_HEADER));
+    avro_reader_memory_set_source(c->areader, (const char *)data, (int64_t)dlen);
     sn_avro_alloc_arm(c->max_alloc);
     rc = avro_value_read(c->areader, &w->gvalue);
     {
@@ -1402,6 +1412,93 @@ int sn_codec_parse_value(const sn_codec_t *c, int index, const char *text, doubl
 bad:
     return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "field '%s': cannot read \"%s\"",
                       c->value_names[index], text);
+}
+
+/* ---------------------------------------------------------------- bare datums */
+
+/* An archive file names its schema in its header, not by id: the writer is
+ * compiled from that text and kept by the caller, outside the id cache, so a
+ * file's schema can never shadow or be shadowed by a registered id. */
+sn_codec_writer_t *sn_codec_writer_new(sn_codec_t *c, const char *json, size_t len, char *errstr,
+                                       size_t errstr_size) {
+    struct sn_writer *w = calloc(1, sizeof(*w));
+    char why[SN_CODEC_ERR_MAX];
+
+    (void)c;
+    if (!w) {
+        sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    w->id = -1;
+    w->state = SN_WS_BAD;
+    if (avro_schema_from_json_length(json, len, &w->schema) != 0) {
+        w->schema = NULL;
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "not a valid Avro schema: %.180s",
+                   avro_strerror());
+        goto fail;
+    }
+    if (!(w->wire = sn_wire_new(w->schema, why, sizeof(why)))) {
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s", why);
+        goto fail;
+    }
+    if (!(w->giface = avro_generic_class_from_schema(w->schema)) ||
+        avro_generic_value_new(w->giface, &w->gvalue) != 0) {
+        sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%.200s", avro_strerror());
+        goto fail;
+    }
+    w->has_gvalue = 1;
+    w->state = SN_WS_OK;
+    return w;
+fail:
+    writer_free(c, w);
+    return NULL;
+}
+
+void sn_codec_writer_destroy(sn_codec_t *c, sn_codec_writer_t *w) { writer_free(c, w); }
+
+const char *sn_codec_writer_name(const sn_codec_writer_t *w) { return avro_schema_name(w->schema); }
+
+int sn_codec_writer_measure(sn_codec_t *c, const sn_codec_writer_t *w, const void *buf, size_t len,
+                            size_t *used, char *errstr, size_t errstr_size) {
+    enum sn_codec_error_class cls = SN_CODEC_OK;
+
+    return sn_wire_measure(w->wire, buf, len, c->max_alloc, used, &cls, errstr, errstr_size);
+}
+
+int sn_codec_writer_long(const sn_codec_writer_t *w, const char *field, int64_t *out) {
+    avro_value_t v;
+    int32_t i;
+
+    if (avro_value_get_by_name(&w->gvalue, field, &v, NULL) != 0) return SN_ERR_NOENT;
+    if (avro_value_get_long(&v, out) == 0) return 0;
+    if (avro_value_get_int(&v, &i) != 0) return SN_ERR_INVALID;
+    *out = i;
+    return 0;
+}
+
+/* The frame decoders read c->datum as "this buffer is a bare datum of that
+ * writer": one code path for frames and archived datums. A codec is used by
+ * one thread at a time, so the field is never seen by another call. */
+int sn_codec_decode_datum(sn_codec_t *c, sn_codec_writer_t *w, const void *buf, size_t len,
+                          sn_event_t *out, enum sn_codec_error_class *cls, char *errstr,
+                          size_t errstr_size) {
+    int rc;
+
+    c->datum = w;
+    rc = sn_codec_decode(c, buf, len, out, cls, NULL, errstr, errstr_size);
+    c->datum = NULL;
+    return rc;
+}
+
+int sn_codec_decode_score_datum(sn_codec_t *c, sn_codec_writer_t *w, const void *buf, size_t len,
+                                sn_score_t *out, enum sn_codec_error_class *cls, char *errstr,
+                                size_t errstr_size) {
+    int rc;
+
+    c->datum = w;
+    rc = sn_codec_decode_score(c, buf, len, out, cls, errstr, errstr_size);
+    c->datum = NULL;
+    return rc;
 }
 
 void sn_codec_destroy(sn_codec_t *c) {

@@ -177,4 +177,42 @@ int sn_codec_encode_score(sn_codec_t *codec, const sn_score_t *score, void *buf,
 int sn_codec_decode_score(sn_codec_t *codec, const void *buf, size_t len, sn_score_t *out,
                           enum sn_codec_error_class *cls, char *errstr, size_t errstr_size);
 
+/* ---- Bare datums of a writer schema given as text: the records of an
+ * archive file (consumers/archive_file.c), whose header holds the schema
+ * (the writer's fields plus kafka_partition, kafka_offset, kafka_timestamp)
+ * and whose blocks hold datums back to back. The datum resolves to the
+ * reader like a frame of that writer would; the extra fields are skipped. */
+
+typedef struct sn_writer sn_codec_writer_t;
+
+/* Compiles json (len bytes, borrowed for the call). Caller frees with
+ * sn_codec_writer_destroy() before the codec. NULL with errstr when the text
+ * is not an Avro schema the validator supports. */
+sn_codec_writer_t *sn_codec_writer_new(sn_codec_t *codec, const char *json, size_t len,
+                                       char *errstr, size_t errstr_size);
+
+/* NULL-safe. */
+void sn_codec_writer_destroy(sn_codec_t *codec, sn_codec_writer_t *w);
+
+/* The writer record's name without namespace ("Telemetry", "RawRecord"); borrowed. */
+const char *sn_codec_writer_name(const sn_codec_writer_t *w);
+
+/* Length of the datum at the start of buf[0..len) (borrowed), without
+ * decoding it; SN_ERR_INVALID when it is malformed or cut short. */
+int sn_codec_writer_measure(sn_codec_t *codec, const sn_codec_writer_t *w, const void *buf,
+                            size_t len, size_t *used, char *errstr, size_t errstr_size);
+
+/* An int or long field of the datum decoded last with w ("kafka_offset");
+ * SN_ERR_NOENT when the writer has no such field. */
+int sn_codec_writer_long(const sn_codec_writer_t *w, const char *field, int64_t *out);
+
+/* Decode exactly one datum buf[0..len) written with w, as sn_codec_decode
+ * and sn_codec_decode_score do for a frame. */
+int sn_codec_decode_datum(sn_codec_t *codec, sn_codec_writer_t *w, const void *buf, size_t len,
+                          sn_event_t *out, enum sn_codec_error_class *cls, char *errstr,
+                          size_t errstr_size);
+int sn_codec_decode_score_datum(sn_codec_t *codec, sn_codec_writer_t *w, const void *buf,
+                                size_t len, sn_score_t *out, enum sn_codec_error_class *cls,
+                                char *errstr, size_t errstr_size);
+
 #endif

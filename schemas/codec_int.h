@@ -95,7 +95,9 @@ struct sn_codec {
     avro_writer_t awriter;
     struct sn_writer *writers[SN_CODEC_WRITERS_MAX];
     size_t nwriters;
-    struct sn_writer *last; /* fast path: the previous frame's writer */
+    struct sn_writer *last;  /* fast path: the previous frame's writer */
+    struct sn_writer *datum; /* set during sn_codec_decode_*datum: the buffer is a bare
+                                datum of this writer, not a frame */
 
     struct sn_reader readers[SN_KIND_COUNT];
     struct sn_slot slots[SN_KIND_COUNT];

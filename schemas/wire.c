@@ -475,6 +475,20 @@ int sn_wire_check(const sn_wire_t *wire, const uint8_t *buf, size_t len, size_t 
     return 0;
 }
 
+/* The same walk without the end check: a container block holds datums back to
+ * back with no lengths, so the only way to find where one ends is to walk it. */
+int sn_wire_measure(const sn_wire_t *wire, const uint8_t *buf, size_t len, size_t max_len,
+                    size_t *used, enum sn_codec_error_class *cls, char *errstr,
+                    size_t errstr_size) {
+    struct cursor c = {buf, buf + len, max_len, NULL, cls, errstr, errstr_size};
+    int rc;
+
+    if ((rc = walk(&c, wire->root, 0)) != 0) return rc;
+    *used = (size_t)(c.p - buf);
+    *cls = SN_CODEC_OK;
+    return 0;
+}
+
 int sn_wire_utf8_valid(const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;

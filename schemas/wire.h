@@ -36,6 +36,12 @@ void sn_wire_destroy(sn_wire_t *wire);
 int sn_wire_check(const sn_wire_t *wire, const uint8_t *buf, size_t len, size_t max_len,
                   enum sn_codec_error_class *cls, char *errstr, size_t errstr_size);
 
+/* Walks the one record at the start of buf[0..len) (borrowed) as
+ * sn_wire_check does, and sets *used to its length in bytes: bytes may follow
+ * (the next datum of a container block). */
+int sn_wire_measure(const sn_wire_t *wire, const uint8_t *buf, size_t len, size_t max_len,
+                    size_t *used, enum sn_codec_error_class *cls, char *errstr, size_t errstr_size);
+
 /* 1 when s[0..len) is well-formed UTF-8 (no overlongs, surrogates or code
  * points above U+10FFFF). */
 int sn_wire_utf8_valid(const char *s, size_t len);

@@ -33,6 +33,7 @@ struct sn_card {
     const char **names;
     double threshold;
     struct profile *profiles; /* nfeatures entries, or NULL without a profile */
+    struct profile *score;    /* the model's scores, or NULL (optional) */
 };
 
 static json_t *get_path(json_t *root, const char *path) {
@@ -65,11 +66,57 @@ static int need(json_t *root, const char *path, int type, char *errstr, size_t e
     return 0;
 }
 
+/* One profile entry (a feature's or the score's): edges, counts, missing and
+ * the sample, decoded into plain arrays. what names it in errors. */
+static int parse_entry(json_t *f, size_t bins, const char *name, struct profile *p,
+                       const char *what, char *errstr, size_t errstr_size) {
+    json_t *edges = json_object_get(f, "edges"), *counts = json_object_get(f, "counts"),
+           *sample = json_object_get(f, "sample");
+
+    if (!json_is_array(edges) || json_array_size(edges) != bins + 1 || !json_is_array(counts) ||
+        json_array_size(counts) != bins || !json_is_array(sample) ||
+        !json_is_integer(json_object_get(f, "missing")))
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "card: profile of %s: edges, counts, missing or sample malformed", what);
+    p->name = name;
+    p->bins = bins;
+    p->missing = (uint64_t)json_integer_value(json_object_get(f, "missing"));
+    p->nsample = json_array_size(sample);
+    p->edges = malloc((bins + 1) * sizeof(*p->edges));
+    p->counts = malloc(bins * sizeof(*p->counts));
+    p->sample = malloc((p->nsample ? p->nsample : 1) * sizeof(*p->sample));
+    if (!p->edges || !p->counts || !p->sample)
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k <= bins; k++) {
+        json_t *e = json_array_get(edges, k);
+
+        if (!json_is_number(e)) return bad(errstr, errstr_size, "profile: an edge is not a number");
+        p->edges[k] = json_number_value(e); /* float32 values written as doubles */
+    }
+    for (size_t k = 0; k < bins; k++) {
+        json_t *e = json_array_get(counts, k);
+
+        if (!json_is_integer(e) || json_integer_value(e) < 0)
+            return bad(errstr, errstr_size, "profile: a count is not a non-negative integer");
+        p->counts[k] = (uint64_t)json_integer_value(e);
+    }
+    for (size_t k = 0; k < p->nsample; k++) {
+        json_t *e = json_array_get(sample, k);
+
+        if (!json_is_number(e))
+            return bad(errstr, errstr_size, "profile: a sample value is not a number");
+        p->sample[k] = (float)json_number_value(e);
+    }
+    return 0;
+}
+
 /* Decodes the profile arrays once so that the drift job reads plain C arrays
- * and every shape error is found when the card is loaded, not mid-run. */
+ * and every shape error is found when the card is loaded, not mid-run. The
+ * score profile (profile.score) is optional: cards written before it load. */
 static int parse_profile(sn_card_t *c, char *errstr, size_t errstr_size) {
-    json_t *prof = json_object_get(c->root, "profile"), *feats;
+    json_t *prof = json_object_get(c->root, "profile"), *feats, *score;
     json_int_t bins;
+    int rc;
 
     if (!prof || json_is_null(prof)) return 0;
     feats = json_object_get(prof, "features");
@@ -79,51 +126,31 @@ static int parse_profile(sn_card_t *c, char *errstr, size_t errstr_size) {
     if (!(c->profiles = calloc(c->nfeatures, sizeof(*c->profiles))))
         return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < c->nfeatures; i++) {
-        json_t *f = json_array_get(feats, i), *edges = json_object_get(f, "edges"),
-               *counts = json_object_get(f, "counts"), *sample = json_object_get(f, "sample");
-        struct profile *p = &c->profiles[i];
+        char what[64];
 
-        if (!json_is_array(edges) || json_array_size(edges) != (size_t)bins + 1 ||
-            !json_is_array(counts) || json_array_size(counts) != (size_t)bins ||
-            !json_is_array(sample) || !json_is_integer(json_object_get(f, "missing")))
-            return sn_err_set(
-                errstr, errstr_size, SN_ERR_INVALID,
-                "card: profile of feature %zu: edges, counts, missing or sample malformed", i);
-        p->name = c->names[i];
-        p->bins = (size_t)bins;
-        p->missing = (uint64_t)json_integer_value(json_object_get(f, "missing"));
-        p->nsample = json_array_size(sample);
-        p->edges = malloc(((size_t)bins + 1) * sizeof(*p->edges));
-        p->counts = malloc((size_t)bins * sizeof(*p->counts));
-        p->sample = malloc((p->nsample ? p->nsample : 1) * sizeof(*p->sample));
-        if (!p->edges || !p->counts || !p->sample)
+        snprintf(what, sizeof(what), "feature %zu", i);
+        if ((rc = parse_entry(json_array_get(feats, i), (size_t)bins, c->names[i], &c->profiles[i],
+                              what, errstr, errstr_size)) != 0)
+            return rc;
+    }
+    if ((score = json_object_get(prof, "score")) && !json_is_null(score)) {
+        if (!(c->score = calloc(1, sizeof(*c->score))))
             return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
-        for (size_t k = 0; k <= (size_t)bins; k++) {
-            json_t *e = json_array_get(edges, k);
-
-            if (!json_is_number(e))
-                return bad(errstr, errstr_size, "profile: an edge is not a number");
-            p->edges[k] = json_number_value(e); /* float32 values written as doubles */
-        }
-        for (size_t k = 0; k < (size_t)bins; k++) {
-            json_t *e = json_array_get(counts, k);
-
-            if (!json_is_integer(e) || json_integer_value(e) < 0)
-                return bad(errstr, errstr_size, "profile: a count is not a non-negative integer");
-            p->counts[k] = (uint64_t)json_integer_value(e);
-        }
-        for (size_t k = 0; k < p->nsample; k++) {
-            json_t *e = json_array_get(sample, k);
-
-            if (!json_is_number(e))
-                return bad(errstr, errstr_size, "profile: a sample value is not a number");
-            p->sample[k] = (float)json_number_value(e);
-        }
+        if ((rc = parse_entry(score, (size_t)bins, "score", c->score, "the score", errstr,
+                              errstr_size)) != 0)
+            return rc;
     }
     return 0;
 }
 
 static void free_profiles(sn_card_t *c) {
+    if (c->score) {
+        free(c->score->edges);
+        free(c->score->counts);
+        free(c->score->sample);
+        free(c->score);
+        c->score = NULL;
+    }
     if (!c->profiles) return;
     for (size_t i = 0; i < c->nfeatures; i++) {
         free(c->profiles[i].edges);
@@ -328,6 +355,15 @@ int sn_card_profile(const sn_card_t *card, size_t i, sn_card_profile_t *out) {
     if (!card->profiles) return SN_ERR_NOENT;
     if (i >= card->nfeatures) return SN_ERR_INVALID;
     p = &card->profiles[i];
+    *out = (sn_card_profile_t){p->name,    p->bins,   p->edges,  p->counts,
+                               p->missing, p->sample, p->nsample};
+    return 0;
+}
+
+int sn_card_score_profile(const sn_card_t *card, sn_card_profile_t *out) {
+    const struct profile *p = card->score;
+
+    if (!p) return SN_ERR_NOENT;
     *out = (sn_card_profile_t){p->name,    p->bins,   p->edges,  p->counts,
                                p->missing, p->sample, p->nsample};
     return 0;

@@ -24,12 +24,11 @@
  *   data     {path, format, sha256, events, bad_rows, split: {train, valid,
  *            holdout: {events, positives, from_ms, to_ms}}}
  *   profile  {bins, sample_seed, features: [{name, edges[bins+1], counts[bins],
- *            missing, sample[]}]}; a value v falls in bin i = the number of
- *            edges[1..bins-1] that are <= v (so values outside [edges[0],
- *            edges[bins]] land in the first or last bin)
- *   training {params, eval_metric, best_round, rounds_run, best_valid,
- *            scale_pos_weight, seconds}
- *   libraries {sentinel, xgboost, jansson, openssl}
+ *            missing, sample[]}], score (optional): {name: "score", edges, counts,
+ *            missing, sample} of the model's holdout scores}; a value v falls in bin i = the number
+ * of edges[1..bins-1] that are <= v (so values outside [edges[0], edges[bins]] land in the first or
+ * last bin) training {params, eval_metric, best_round, rounds_run, best_valid, scale_pos_weight,
+ * seconds} libraries {sentinel, xgboost, jansson, openssl}
  */
 #ifndef SN_CARD_H
 #define SN_CARD_H
@@ -119,6 +118,10 @@ typedef struct sn_card_profile {
 /* Fills *out for feature i. SN_ERR_NOENT when the card has no profile,
  * SN_ERR_INVALID when i is out of range. */
 int sn_card_profile(const sn_card_t *card, size_t i, sn_card_profile_t *out);
+
+/* The profile of the model's own scores on its holdout (profile.score), for
+ * score drift. SN_ERR_NOENT when the card has none (cards before it). */
+int sn_card_score_profile(const sn_card_t *card, sn_card_profile_t *out);
 
 /* The bin of value v in a profile by the rule above. */
 size_t sn_card_profile_bin(const sn_card_profile_t *p, double v);

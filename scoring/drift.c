@@ -407,6 +407,14 @@ struct sn_drift {
     int verdict;
     char *model, *version, *input;
     int64_t from_ms, to_ms;
+    /* the model's scores (sn_drift_enable_score), a row after the features */
+    int has_score;
+    sn_card_profile_t sprof;
+    uint64_t *sexp, *sact; /* sprof.bins + 1 each */
+    double *svals;         /* kept scores for KS: up to cap */
+    size_t nsvals, salloc;
+    uint64_t nscores, srng;
+    sn_drift_feature_t sres;
 };
 
 void sn_drift_opts_from_conf(const sn_conf_t *conf, sn_drift_opts_t *opts) {
@@ -484,6 +492,9 @@ void sn_drift_destroy(sn_drift_t *d) {
     free(d->expected);
     free(d->actual);
     free(d->rows);
+    free(d->sexp);
+    free(d->sact);
+    free(d->svals);
     free(d->model);
     free(d->version);
     free(d->input);
@@ -532,51 +543,132 @@ int sn_drift_add(sn_drift_t *d, const float *x) {
     return 0;
 }
 
+int sn_drift_enable_score(sn_drift_t *d, char *errstr, size_t errstr_size) {
+    int rc = sn_card_score_profile(d->card, &d->sprof);
+
+    if (rc != 0 || d->sprof.bins < 1)
+        return sn_err_set(errstr, errstr_size, rc ? rc : SN_ERR_INVALID,
+                          "drift: the card has no score profile (profile.score; trained before "
+                          "score profiles were written)");
+    if (!(d->sexp = calloc(d->sprof.bins + 1, sizeof(uint64_t))) ||
+        !(d->sact = calloc(d->sprof.bins + 1, sizeof(uint64_t))))
+        return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "drift: out of memory");
+    for (size_t k = 0; k < d->sprof.bins; k++) d->sexp[k] = d->sprof.counts[k];
+    d->sexp[d->sprof.bins] = d->sprof.missing;
+    d->srng = 0x5c0e5c0eULL;
+    d->has_score = 1;
+    return 0;
+}
+
+/* Same binning and bounded sample as a feature's values. */
+int sn_drift_add_score(sn_drift_t *d, double score) {
+    double *slot = NULL;
+
+    if (!d->has_score) return SN_ERR_INVALID;
+    d->sact[isnan(score) ? d->sprof.bins : sn_card_profile_bin(&d->sprof, score)]++;
+    d->nscores++;
+    if (isnan(score)) return 0;
+    if (d->nsvals < d->cap) {
+        if (d->nsvals == d->salloc) {
+            size_t na = d->salloc ? d->salloc * 2 : 1024;
+            double *r;
+
+            if (na > d->cap) na = d->cap;
+            if (!(r = realloc(d->svals, na * sizeof(double)))) return SN_ERR_NOMEM;
+            d->svals = r;
+            d->salloc = na;
+        }
+        slot = d->svals + d->nsvals++;
+    } else {
+        uint64_t j = splitmix64(&d->srng) % d->nscores;
+
+        if (j < d->cap) slot = d->svals + j;
+    }
+    if (slot) *slot = score;
+    return 0;
+}
+
+/* One row's statistics and verdict: cur (nc values, sorted in place) against
+ * the profile's sample; may_ks says whether KS may flag it. */
+static int finish_row(sn_drift_t *d, sn_drift_feature_t *r, const sn_card_profile_t *p,
+                      uint64_t *expected, uint64_t *actual, uint64_t n, double *cur, size_t nc,
+                      double *ref, double alpha, int windowed, int enough, char *errstr,
+                      size_t errstr_size) {
+    int rc;
+
+    r->name = p->name;
+    r->n = n;
+    r->ncells = p->bins + 1;
+    r->expected = expected;
+    r->actual = actual;
+    r->edges = p->edges;
+    r->missing = actual[p->bins];
+    r->psi = sn_drift_psi(expected, actual, r->ncells, d->opts.psi_floor);
+    for (size_t i = 0; i < p->nsample; i++) ref[i] = p->sample[i];
+    r->ks = (sn_drift_ks_t){NAN, NAN, 0};
+    if (nc && p->nsample && (rc = sn_drift_ks_2samp(ref, p->nsample, cur, nc, &r->ks)) != 0)
+        return sn_err_set(errstr, errstr_size, rc, "drift: KS test of %s failed", p->name);
+    r->psi_flag = r->psi >= d->opts.psi_threshold;
+    r->windowed = windowed;
+    r->ks_flag = !isnan(r->ks.p) && r->ks.p < alpha && (!r->windowed || d->opts.ks_windowed);
+    r->verdict = !enough                       ? SN_DRIFT_NOT_ENOUGH
+                 : (r->psi_flag || r->ks_flag) ? SN_DRIFT_DRIFTED
+                                               : SN_DRIFT_NONE;
+    return 0;
+}
+
 int sn_drift_finish(sn_drift_t *d, char *errstr, size_t errstr_size) {
     double *cur = NULL, *ref = NULL, alpha;
     size_t maxs = 0;
-    int rc = 0, any = 0, enough = d->events >= d->opts.min_events;
+    int rc = 0, any = 0, windowed_any = 0, enough = d->events >= d->opts.min_events;
 
     if (d->finished) return d->verdict;
     for (size_t f = 0; f < d->nf; f++)
         if (d->prof[f].nsample > maxs) maxs = d->prof[f].nsample;
+    if (d->has_score && d->sprof.nsample > maxs) maxs = d->sprof.nsample;
     if (!(cur = malloc((d->nrows ? d->nrows : 1) * sizeof(double))) ||
         !(ref = malloc((maxs ? maxs : 1) * sizeof(double)))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "drift: out of memory");
         goto out;
     }
-    alpha = d->opts.ks_alpha / (double)d->nf;
+    alpha = d->opts.ks_alpha / (double)sn_drift_ntests(d);
     for (size_t f = 0; f < d->nf; f++) {
-        sn_drift_feature_t *r = &d->res[f];
         const sn_card_profile_t *p = &d->prof[f];
+        sn_drift_feature_t *r = &d->res[f];
         size_t nc = 0;
 
-        r->name = p->name;
-        r->n = d->events;
-        r->ncells = p->bins + 1;
-        r->expected = d->expected + f * d->stride;
-        r->actual = d->actual + f * d->stride;
-        r->edges = p->edges;
-        r->missing = r->actual[p->bins];
-        r->psi = sn_drift_psi(r->expected, r->actual, r->ncells, d->opts.psi_floor);
         for (size_t i = 0; i < d->nrows; i++) {
             float v = d->rows[i * d->nf + f];
 
             if (!isnan(v)) cur[nc++] = v;
         }
-        for (size_t i = 0; i < p->nsample; i++) ref[i] = p->sample[i];
-        r->ks = (sn_drift_ks_t){NAN, NAN, 0};
-        if (nc && p->nsample && (rc = sn_drift_ks_2samp(ref, p->nsample, cur, nc, &r->ks)) != 0) {
-            sn_err_set(errstr, errstr_size, rc, "drift: KS test of %s failed", p->name);
+        if ((rc = finish_row(d, r, p, d->expected + f * d->stride, d->actual + f * d->stride,
+                             d->events, cur, nc, ref, alpha, p->name && strstr(p->name, "__"),
+                             enough, errstr, errstr_size)) != 0)
+            goto out;
+        windowed_any |= r->windowed;
+        any |= r->verdict == SN_DRIFT_DRIFTED;
+    }
+    if (d->has_score) {
+        /* The score is a function of the feature vector: when window
+         * aggregates feed it, successive scores of a machine share them and
+         * KS is as over-confident as for those features, so the same rule
+         * applies. Scores have their own count: the verdict needs
+         * drift.min.events of them, and too few leaves the row "not enough
+         * data" without holding back the features' verdict. */
+        double *sc = malloc((d->nsvals ? d->nsvals : 1) * sizeof(double));
+
+        if (!sc) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "drift: out of memory");
             goto out;
         }
-        r->psi_flag = r->psi >= d->opts.psi_threshold;
-        r->windowed = p->name && strstr(p->name, "__") != NULL;
-        r->ks_flag = !isnan(r->ks.p) && r->ks.p < alpha && (!r->windowed || d->opts.ks_windowed);
-        r->verdict = !enough                       ? SN_DRIFT_NOT_ENOUGH
-                     : (r->psi_flag || r->ks_flag) ? SN_DRIFT_DRIFTED
-                                                   : SN_DRIFT_NONE;
-        any |= r->verdict == SN_DRIFT_DRIFTED;
+        memcpy(sc, d->svals, d->nsvals * sizeof(double));
+        rc = finish_row(d, &d->sres, &d->sprof, d->sexp, d->sact, d->nscores, sc, d->nsvals, ref,
+                        alpha, windowed_any, enough && d->nscores >= d->opts.min_events, errstr,
+                        errstr_size);
+        free(sc);
+        if (rc != 0) goto out;
+        any |= d->sres.verdict == SN_DRIFT_DRIFTED;
     }
     d->finished = 1;
     d->verdict = !enough ? SN_DRIFT_NOT_ENOUGH : any ? SN_DRIFT_DRIFTED : SN_DRIFT_NONE;
@@ -588,6 +680,17 @@ out:
 }
 
 size_t sn_drift_nfeatures(const sn_drift_t *d) { return d->nf; }
+size_t sn_drift_ntests(const sn_drift_t *d) { return d->nf + (d->has_score ? 1 : 0); }
+uint64_t sn_drift_scores(const sn_drift_t *d) { return d->nscores; }
+
+const sn_drift_feature_t *sn_drift_score(const sn_drift_t *d) {
+    return d && d->finished && d->has_score ? &d->sres : NULL;
+}
+
+/* Row i of the reports: the features, then the score when compared. */
+static const sn_drift_feature_t *report_row(const sn_drift_t *d, size_t i) {
+    return i < d->nf ? sn_drift_feature(d, i) : i == d->nf ? sn_drift_score(d) : NULL;
+}
 uint64_t sn_drift_events(const sn_drift_t *d) { return d->events; }
 
 const sn_drift_feature_t *sn_drift_feature(const sn_drift_t *d, size_t i) {
@@ -615,8 +718,8 @@ int sn_drift_set_context(sn_drift_t *d, const char *model, const char *version, 
 void sn_drift_print_table(const sn_drift_t *d, FILE *out) {
     fprintf(out, "%-32s %9s %9s %8s %10s %8s  %s\n", "feature", "events", "missing", "psi", "ks_d",
             "ks_p", "verdict");
-    for (size_t f = 0; f < d->nf && d->finished; f++) {
-        const sn_drift_feature_t *r = &d->res[f];
+    for (size_t f = 0; f < sn_drift_ntests(d) && d->finished; f++) {
+        const sn_drift_feature_t *r = report_row(d, f);
 
         fprintf(out, "%-32.32s %9llu %9llu %8.4f %10.6f %8.2e  %s%s%s\n", r->name,
                 (unsigned long long)r->n, (unsigned long long)r->missing, r->psi, r->ks.d, r->ks.p,
@@ -624,22 +727,28 @@ void sn_drift_print_table(const sn_drift_t *d, FILE *out) {
                 r->psi_flag && r->verdict == SN_DRIFT_DRIFTED ? " (psi)" : "",
                 r->ks_flag && r->verdict == SN_DRIFT_DRIFTED ? " (ks)" : "");
     }
-    fprintf(out, "%llu events, %zu features: %s (psi >= %g or ks p < %g/%zu)\n",
-            (unsigned long long)d->events, d->nf,
-            sn_drift_verdict_str((enum sn_drift_verdict)d->verdict), d->opts.psi_threshold,
-            d->opts.ks_alpha, d->nf);
+    if (d->has_score)
+        fprintf(out, "%llu events, %zu features and %llu scores: %s (psi >= %g or ks p < %g/%zu)\n",
+                (unsigned long long)d->events, d->nf, (unsigned long long)d->nscores,
+                sn_drift_verdict_str((enum sn_drift_verdict)d->verdict), d->opts.psi_threshold,
+                d->opts.ks_alpha, sn_drift_ntests(d));
+    else
+        fprintf(out, "%llu events, %zu features: %s (psi >= %g or ks p < %g/%zu)\n",
+                (unsigned long long)d->events, d->nf,
+                sn_drift_verdict_str((enum sn_drift_verdict)d->verdict), d->opts.psi_threshold,
+                d->opts.ks_alpha, d->nf);
 }
 
 /* NaN and infinities have no JSON spelling: they are null. */
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 char *sn_drift_report_json(const sn_drift_t *d) {
-    json_t *root = NULL, *feats = json_array();
+    json_t *root = NULL, *feats = json_array(), *score = NULL;
     char *s = NULL;
 
     if (!feats) return NULL;
-    for (size_t f = 0; f < d->nf && d->finished; f++) {
-        const sn_drift_feature_t *r = &d->res[f];
+    for (size_t f = 0; f < sn_drift_ntests(d) && d->finished; f++) {
+        const sn_drift_feature_t *r = report_row(d, f);
         json_t *exp = json_array(), *act = json_array(), *o;
 
         for (size_t k = 0; exp && act && k < r->ncells; k++) {
@@ -652,19 +761,30 @@ char *sn_drift_report_json(const sn_drift_t *d) {
                       "psi_flag", r->psi_flag, "ks", "d", num(r->ks.d), "p", num(r->ks.p), "mode",
                       r->ks.exact ? "exact" : "asymp", "ks_flag", r->ks_flag, "expected_counts",
                       exp ? exp : json_null(), "current_counts", act ? act : json_null());
-        if (!o || json_array_append_new(feats, o) != 0) goto out;
+        if (!o) goto out;
+        if (f == d->nf) { /* the score row: its own object, not a feature */
+            if (!(score = o)) goto out;
+            continue;
+        }
+        if (json_array_append_new(feats, o) != 0) goto out;
     }
     root = json_pack("{s:s, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:I}, s:o}",
                      "verdict", sn_drift_verdict_str((enum sn_drift_verdict)d->verdict), "model",
                      d->model, "version", d->version, "input", d->input, "from_ms",
                      (json_int_t)d->from_ms, "to_ms", (json_int_t)d->to_ms, "events",
                      (json_int_t)d->events, "thresholds", "psi", d->opts.psi_threshold, "ks_alpha",
-                     d->opts.ks_alpha, "ks_alpha_per_feature", d->opts.ks_alpha / (double)d->nf,
-                     "psi_floor", d->opts.psi_floor, "min_events", (json_int_t)d->opts.min_events,
-                     "features", feats);
+                     d->opts.ks_alpha, "ks_alpha_per_feature",
+                     d->opts.ks_alpha / (double)sn_drift_ntests(d), "psi_floor", d->opts.psi_floor,
+                     "min_events", (json_int_t)d->opts.min_events, "features", feats);
     feats = NULL;
+    if (root && score) {
+        json_object_set_new(score, "scores", json_integer((json_int_t)d->nscores));
+        json_object_set_new(root, "score", score);
+        score = NULL;
+    }
     if (root) s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 out:
+    json_decref(score);
     json_decref(feats);
     json_decref(root);
     return s;
@@ -760,12 +880,12 @@ int sn_drift_write_html(const sn_drift_t *d, FILE *out) {
     }
     fprintf(out, "%llu events. Verdict: <b>%s</b> (PSI &ge; %g or KS p &lt; %g / %zu).</p>\n",
             (unsigned long long)d->events, sn_drift_verdict_str((enum sn_drift_verdict)d->verdict),
-            d->opts.psi_threshold, d->opts.ks_alpha, d->nf);
+            d->opts.psi_threshold, d->opts.ks_alpha, sn_drift_ntests(d));
     fputs("<table><tr><th>feature</th><th>missing</th><th>PSI</th><th>KS D</th><th>KS "
           "p</th><th>verdict</th></tr>\n",
           out);
-    for (size_t f = 0; f < d->nf && d->finished; f++) {
-        const sn_drift_feature_t *r = &d->res[f];
+    for (size_t f = 0; f < sn_drift_ntests(d) && d->finished; f++) {
+        const sn_drift_feature_t *r = report_row(d, f);
 
         fprintf(out, "<tr%s><td>", r->verdict == SN_DRIFT_DRIFTED ? " class=\"drift\"" : "");
         html_text(out, r->name);
@@ -779,8 +899,8 @@ int sn_drift_write_html(const sn_drift_t *d, FILE *out) {
           "quantile bin, "
           "labelled by the bin's lower edge, the last cell is missing values.</p>\n",
           out);
-    for (size_t f = 0; f < d->nf && d->finished; f++) {
-        const sn_drift_feature_t *r = &d->res[f];
+    for (size_t f = 0; f < sn_drift_ntests(d) && d->finished; f++) {
+        const sn_drift_feature_t *r = report_row(d, f);
 
         if (r->verdict != SN_DRIFT_DRIFTED) continue;
         fputs("<h2>", out);

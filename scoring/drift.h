@@ -41,6 +41,16 @@
  * fewer than drift.min.events events every feature and the whole report say
  * "not enough data", never "no drift".
  *
+ * Score drift (sn_drift_enable_score): the model's own scores in the window
+ * (the scorer's telemetry.scores records) against the card's score profile
+ * (profile.score, the model's holdout scores), one more row named "score"
+ * with the same PSI and KS. It is one more test in the family: the KS level
+ * becomes drift.ks.alpha / (features + 1). Its KS decides like a window
+ * aggregate's (PSI only, unless drift.ks.windowed) when any feature of the
+ * card is a window aggregate, since the score inherits their dependence. It
+ * needs drift.min.events scores for a verdict; a drifted score makes the
+ * report "drift", too few scores leave only its row "not enough data".
+ *
  * A handle is used by one thread at a time. */
 #ifndef SN_DRIFT_H
 #define SN_DRIFT_H
@@ -135,6 +145,13 @@ void sn_drift_destroy(sn_drift_t *d);
  * in the card's order). SN_ERR_NOMEM. */
 int sn_drift_add(sn_drift_t *d, const float *x);
 
+/* Adds the score row: SN_ERR_NOENT when the card has no score profile. */
+int sn_drift_enable_score(sn_drift_t *d, char *errstr, size_t errstr_size);
+
+/* Adds one of the model's scores (NaN counts as missing). SN_ERR_NOMEM;
+ * SN_ERR_INVALID before sn_drift_enable_score(). */
+int sn_drift_add_score(sn_drift_t *d, double score);
+
 /* Computes every feature's statistics and verdicts; call once, after the
  * last sn_drift_add(). Returns the overall verdict (>= 0: drifted when any
  * feature drifted), or a negative sn_err. */
@@ -145,6 +162,14 @@ uint64_t sn_drift_events(const sn_drift_t *d);
 
 /* Feature i's result (borrowed from the handle), NULL when out of range. */
 const sn_drift_feature_t *sn_drift_feature(const sn_drift_t *d, size_t i);
+
+/* The score row's result (borrowed), NULL when scores are not compared. */
+const sn_drift_feature_t *sn_drift_score(const sn_drift_t *d);
+
+/* Scores added; the tests in the Bonferroni family (features, + 1 with the
+ * score row). */
+uint64_t sn_drift_scores(const sn_drift_t *d);
+size_t sn_drift_ntests(const sn_drift_t *d);
 
 /* Optional context printed in the reports (copied; NULL for none): the
  * model version and a description of the input. */

@@ -23,5 +23,15 @@ const sn_conf_def_t sn_drift_conf_defs[] = {
      "overlapping windows make successive values dependent, the KS test assumes independent "
      "values and its p-values come out orders of magnitude too small (20 false alarms in 20 "
      "unshifted runs in tests/unit/test_drift.c); PSI still judges them, KS is still reported."},
+    {"drift.events.topic", SN_CONF_STR, "drift-events", 0, 0, NULL, 0,
+     "Topic that gets a JSON event when drift is found (and one with the outcome of "
+     "--retrain-on-drift), keyed by model name, through kafka.*; empty: no events. A drift "
+     "found but not published is an error (exit 1)."},
+    {"drift.retrain.window.ms", SN_CONF_INT, "604800000", 60000, 31536000000.0, NULL, 0,
+     "--retrain-on-drift trains on the archive's [--to - this, --to) (--to: now when not given); "
+     "default 7 days."},
+    {"drift.retrain.failures", SN_CONF_STR, "", 0, 0, NULL, 0,
+     "--retrain-on-drift: failure events (machine_id,ts_ms[,mode] lines) for the labels, as "
+     "sentinel train --failures; empty: the 0/1 tag named by label.field."},
     SN_CONF_END,
 };

@@ -673,3 +673,11 @@ void sn_fspec_values(const sn_feature_spec_t *spec, const sn_event_t *ev, double
         vals[i] = isfinite(r) ? r : NAN;
     }
 }
+
+int64_t sn_feature_spec_warmup_ms(const sn_feature_spec_t *spec) {
+    int64_t ms = 0;
+
+    for (int w = 0; w < spec->nwindows; w++)
+        if (spec->windows[w].ms > ms) ms = spec->windows[w].ms;
+    return ms;
+}

@@ -79,6 +79,12 @@ int sn_feature_spec_index(const sn_feature_spec_t *spec, const char *name);
  * free(). NULL when out of memory. */
 char *sn_feature_spec_to_json(const sn_feature_spec_t *spec);
 
+/* The longest window in ms (0 without windows): how much history a machine's
+ * state needs before its window features mean what they mean in the scorer,
+ * whose state is always warm. Batch readers of a time range (drift) feed this
+ * much before the range to the engine without counting it. */
+int64_t sn_feature_spec_warmup_ms(const sn_feature_spec_t *spec);
+
 /* An identifier of the state layout (bucket size, retention, windowed fields
  * and derived definitions): two specs with the same id can share stored state.
  * Windows and aggregates may differ. */

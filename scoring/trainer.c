@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "producers/source_archive.h"
 #include "scoring/card.h"
 #include "scoring/features.h"
 #include "scoring/versions.h"
@@ -291,6 +292,10 @@ static int read_events(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     while ((r = sn_source_next(src, ev, why, sizeof(why))) != 0) {
         uint8_t label = 0;
 
+        if (r < 0 && r != SN_ERR_INVALID) { /* the input cannot be read further */
+            rc = sn_err_set(errstr, errstr_size, r, "%s", why);
+            goto out;
+        }
         if (r < 0) {
             if (++t->res.bad_rows <= BAD_ROWS_LOGGED)
                 sn_log_warn("train", "skipping a bad row: %s", why);
@@ -306,6 +311,20 @@ static int read_events(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     }
     if (t->res.bad_rows > BAD_ROWS_LOGGED)
         sn_log_warn("train", "%" PRIu64 " bad rows skipped in all", t->res.bad_rows);
+    if (sn_source_archive(src)) {
+        sn_source_archive_t *a = sn_source_archive(src);
+        sn_source_archive_stats_t st;
+
+        sn_source_archive_digest(a, t->res.data_sha256);
+        sn_source_archive_stats(a, &st);
+        t->res.bad_rows += st.bad;
+        sn_log_info("train",
+                    "archive %s: %" PRIu64 " objects (%" PRIu64 " raw, skipped), %" PRIu64
+                    " records, %" PRIu64 " in range, %" PRIu64 " late, %" PRIu64
+                    " duplicates dropped",
+                    sn_source_archive_location(a), st.objects, st.raw_objects, st.records,
+                    st.delivered, st.late, st.duplicates);
+    }
 out:
     sn_source_destroy(src);
     free(ev);
@@ -414,9 +433,11 @@ static int cmp_row(const void *a, const void *b) {
 static int check_opts(const sn_trainer_opts_t *o, char *errstr, size_t errstr_size) {
     if (!o->schema || !o->source.path || !*o->source.path || strcmp(o->source.path, "-") == 0)
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
-                          "training needs an input file (it is hashed into the card)");
-    if (o->source.kind != SN_SOURCE_CSV && o->source.kind != SN_SOURCE_JSONL)
-        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "training reads CSV or JSON lines");
+                          "training needs an input file or archive (it is hashed into the card)");
+    if (o->source.kind != SN_SOURCE_CSV && o->source.kind != SN_SOURCE_JSONL &&
+        o->source.kind != SN_SOURCE_ARCHIVE)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                          "training reads CSV, JSON lines or the archive");
     if (!o->failures_path && (!o->label_tag || !*o->label_tag))
         return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
                           "no labels: give a label tag or a failures file");
@@ -442,7 +463,8 @@ sn_trainer_t *sn_trainer_new(const sn_trainer_opts_t *opts, char *errstr, size_t
     double t0 = now_s();
 
     if (check_opts(opts, errstr, errstr_size) != 0) return NULL;
-    if (stat(opts->source.path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (opts->source.kind != SN_SOURCE_ARCHIVE &&
+        (stat(opts->source.path, &st) != 0 || !S_ISREG(st.st_mode))) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "%s is not a readable regular file",
                    opts->source.path);
         return NULL;
@@ -458,7 +480,10 @@ sn_trainer_t *sn_trainer_new(const sn_trainer_opts_t *opts, char *errstr, size_t
                    t->nfields);
         goto fail;
     }
-    if (sha256_file(opts->source.path, t->res.data_sha256, errstr, errstr_size) != 0) goto fail;
+    /* an archive read is hashed by the list of objects it read (read_events) */
+    if (opts->source.kind != SN_SOURCE_ARCHIVE &&
+        sha256_file(opts->source.path, t->res.data_sha256, errstr, errstr_size) != 0)
+        goto fail;
     if (read_events(t, errstr, errstr_size) != 0) goto fail;
     if (t->nrows < 100) {
         sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
@@ -721,6 +746,62 @@ out:
     return prof;
 }
 
+/* The profile of the model's scores on the holdout: the same shape as a
+ * feature's (quantile edges, counts, missing, a seeded reservoir sample).
+ * The holdout and not validation: validation chose the early-stopping round
+ * and the threshold, so its scores are fitted to; the holdout is the newest
+ * data the model never adapted to, the closest to what the scorer will see
+ * next. */
+static json_t *build_score_profile(const sn_trainer_t *t, const float *p, size_t n) {
+    size_t bins = (size_t)t->opts.profile_bins, m = 0;
+    size_t ns = t->opts.profile_sample < n ? t->opts.profile_sample : n;
+    float *vals = malloc((n ? n : 1) * sizeof(*vals));
+    size_t *res = malloc((ns ? ns : 1) * sizeof(*res));
+    uint64_t *cnt = calloc(bins, sizeof(*cnt));
+    double *e = malloc((bins + 1) * sizeof(*e));
+    json_t *edges = json_array(), *counts = json_array(), *sample = json_array(), *out = NULL;
+    uint64_t rng = t->opts.params.seed ^ 0x73636f7265ULL; /* "score": not the rows' draw */
+
+    if (!vals || !res || !cnt || !e || !edges || !counts || !sample) goto out;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(p[i])) vals[m++] = p[i];
+    for (size_t i = 0; i < n; i++) {
+        if (i < ns) {
+            res[i] = i;
+        } else {
+            uint64_t j = splitmix64(&rng) % (i + 1);
+
+            if (j < ns) res[j] = i;
+        }
+    }
+    for (size_t s = 0; s < ns; s++)
+        if (!isnan(p[res[s]])) json_array_append_new(sample, json_real(p[res[s]]));
+    qsort(vals, m, sizeof(float), cmp_float);
+    for (size_t k = 0; k <= bins; k++) {
+        e[k] = m ? (double)vals[(size_t)((double)k * (double)(m - 1) / (double)bins)] : 0.0;
+        json_array_append_new(edges, json_real(e[k]));
+    }
+    if (m) {
+        sn_card_profile_t prof = {.bins = bins, .edges = e};
+
+        for (size_t i = 0; i < m; i++) cnt[sn_card_profile_bin(&prof, vals[i])]++;
+    }
+    for (size_t k = 0; k < bins; k++)
+        json_array_append_new(counts, json_integer((json_int_t)cnt[k]));
+    out = json_pack("{s:s, s:o, s:o, s:I, s:o, s:s}", "name", "score", "edges", edges, "counts",
+                    counts, "missing", (json_int_t)(n - m), "sample", sample, "split", "holdout");
+    edges = counts = sample = NULL;
+out:
+    json_decref(edges);
+    json_decref(counts);
+    json_decref(sample);
+    free(vals);
+    free(res);
+    free(cnt);
+    free(e);
+    return out;
+}
+
 /* ---- card ---- */
 
 static json_t *report_json(const sn_eval_report_t *r) {
@@ -778,37 +859,40 @@ static int build_card(sn_trainer_t *t, const sn_feature_spec_t *spec, json_t *pr
     params = sn_model_params_json(&t->opts.params, r->train_info.scale_pos_weight);
     params_obj = params ? json_loads(params, 0, NULL) : NULL;
     utc_now(created, sizeof(created));
-    card = json_pack(
-        "{s:i, s:s, s:n,"
-        " s:{s:s, s:s, s:s, s:I, s:I, s:i},"
-        " s:o, s:o, s:o,"
-        " s:{s:f, s:s, s:o, s:b, s:s},"
-        " s:{s:o, s:o},"
-        " s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:o}},"
-        " s:o,"
-        " s:{s:o, s:s, s:i, s:i, s:f, s:f, s:f},"
-        " s:{s:s, s:s, s:s, s:s}}",
-        "card_version", SN_CARD_VERSION, "created", created, "parent_version", "model", "name",
-        t->opts.model_name ? t->opts.model_name : "sentinel", "format", "ubj", "sha256",
-        r->model_sha256, "bytes", (json_int_t)r->model_bytes, "nfeatures", (json_int_t)nf, "rounds",
-        r->train_info.best_round + 1, "feature_spec", spec_obj, "feature_names", names, "label",
-        label, "threshold", "value", r->threshold, "policy", sn_eval_policy_str(t->opts.policy),
-        "target_precision",
-        t->opts.policy == SN_THRESHOLD_PRECISION ? json_real(t->opts.target_precision)
-                                                 : json_null(),
-        "target_reached", r->threshold_reached, "chosen_on", "validation", "metrics", "validation",
-        report_json(&r->validation), "holdout", report_json(&r->test), "data", "path",
-        t->opts.source.path, "format", t->opts.source.kind == SN_SOURCE_CSV ? "csv" : "jsonl",
-        "sha256", r->data_sha256, "events", (json_int_t)r->events, "bad_rows",
-        (json_int_t)r->bad_rows, "machines", (json_int_t)r->machines, "embargoed",
-        (json_int_t)r->embargoed, "split", "train", split_json(&r->train), "valid",
-        split_json(&r->valid), "holdout", split_json(&r->holdout), "profile", profile, "training",
-        "params", params_obj ? params_obj : json_null(), "eval_metric", r->train_info.metric,
-        "best_round", r->train_info.best_round, "rounds_run", r->train_info.rounds_run,
-        "best_valid", r->train_info.best_valid, "scale_pos_weight", r->train_info.scale_pos_weight,
-        "seconds", r->train_seconds, "libraries", "sentinel", SN_VERSION, "xgboost",
-        sn_scoring_xgboost_version(xgbv, sizeof(xgbv)), "jansson", JANSSON_VERSION, "openssl",
-        OpenSSL_version(OPENSSL_VERSION));
+    card = json_pack("{s:i, s:s, s:n,"
+                     " s:{s:s, s:s, s:s, s:I, s:I, s:i},"
+                     " s:o, s:o, s:o,"
+                     " s:{s:f, s:s, s:o, s:b, s:s},"
+                     " s:{s:o, s:o},"
+                     " s:{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:o}},"
+                     " s:o,"
+                     " s:{s:o, s:s, s:i, s:i, s:f, s:f, s:f},"
+                     " s:{s:s, s:s, s:s, s:s}}",
+                     "card_version", SN_CARD_VERSION, "created", created, "parent_version", "model",
+                     "name", t->opts.model_name ? t->opts.model_name : "sentinel", "format", "ubj",
+                     "sha256", r->model_sha256, "bytes", (json_int_t)r->model_bytes, "nfeatures",
+                     (json_int_t)nf, "rounds", r->train_info.best_round + 1, "feature_spec",
+                     spec_obj, "feature_names", names, "label", label, "threshold", "value",
+                     r->threshold, "policy", sn_eval_policy_str(t->opts.policy), "target_precision",
+                     t->opts.policy == SN_THRESHOLD_PRECISION ? json_real(t->opts.target_precision)
+                                                              : json_null(),
+                     "target_reached", r->threshold_reached, "chosen_on", "validation", "metrics",
+                     "validation", report_json(&r->validation), "holdout", report_json(&r->test),
+                     "data", "path", t->opts.source.path, "format",
+                     t->opts.source.kind == SN_SOURCE_CSV       ? "csv"
+                     : t->opts.source.kind == SN_SOURCE_ARCHIVE ? "archive"
+                                                                : "jsonl",
+                     "sha256", r->data_sha256, "events", (json_int_t)r->events, "bad_rows",
+                     (json_int_t)r->bad_rows, "machines", (json_int_t)r->machines, "embargoed",
+                     (json_int_t)r->embargoed, "split", "train", split_json(&r->train), "valid",
+                     split_json(&r->valid), "holdout", split_json(&r->holdout), "profile", profile,
+                     "training", "params", params_obj ? params_obj : json_null(), "eval_metric",
+                     r->train_info.metric, "best_round", r->train_info.best_round, "rounds_run",
+                     r->train_info.rounds_run, "best_valid", r->train_info.best_valid,
+                     "scale_pos_weight", r->train_info.scale_pos_weight, "seconds",
+                     r->train_seconds, "libraries", "sentinel", SN_VERSION, "xgboost",
+                     sn_scoring_xgboost_version(xgbv, sizeof(xgbv)), "jansson", JANSSON_VERSION,
+                     "openssl", OpenSSL_version(OPENSSL_VERSION));
     spec_obj = names = profile = NULL; /* stolen by json_pack, even on failure */
     if (!card || !(text = json_dumps(card, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "card: cannot build it");
@@ -958,6 +1042,14 @@ int sn_trainer_run(sn_trainer_t *t, char *errstr, size_t errstr_size) {
     if (!(profile = build_profile(t, spec, x, itr, ntr))) {
         rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory for the profile");
         goto out;
+    }
+    if (nho) {
+        json_t *sp = build_score_profile(t, pho, nho);
+
+        if (!sp || json_object_set_new(profile, "score", sp) != 0) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory for the profile");
+            goto out;
+        }
     }
     r->total_seconds = now_s() - t0 + r->read_seconds;
     rc = build_card(t, spec, profile, errstr, errstr_size);

@@ -49,8 +49,9 @@ enum sn_class_weight {
  * the trainer. */
 typedef struct sn_trainer_opts {
     /* input: kind, path, map, machine_id, ts_column, start_ms, step_ms,
-     * key_field and time_field as for sn_source_new (CSV or JSONL; path must
-     * be a regular file so that it can be hashed) */
+     * key_field and time_field as for sn_source_new (CSV or JSONL: path must
+     * be a regular file so that it can be hashed; or SN_SOURCE_ARCHIVE with
+     * its URL, range, conf and codec: the list of objects read is hashed) */
     sn_source_opts_t source;
     const sn_source_schema_t *schema; /* field names <-> event values; also binds the spec */
     /* labels: a 0/1 tag (label_tag), or failures_path and horizon_ms */

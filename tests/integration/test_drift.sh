@@ -10,7 +10,7 @@ set -u
 
 work=$(mktemp -d /tmp/sn_drift_it.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-R=(-X "registry.url=file://$work/reg")
+R=(-X "registry.url=file://$work/reg" -X drift.events.topic=) # no broker here: no drift events
 cd "$SN_ROOT" || exit 1
 
 if ! "$SN_BIN" drift --help >/dev/null 2>&1; then

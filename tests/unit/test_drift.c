@@ -399,3 +399,90 @@ Test(drift, reports) {
     free(html);
     sn_drift_destroy(d);
 }
+
+/* The score row: scores drawn from the card's own holdout scores do not
+ * drift; the same scores pushed up do, and make the report "drift" while
+ * every feature is unshifted. The score is one more Bonferroni test, and is
+ * in the JSON report. */
+Test(drift, score_row) {
+    sn_drift_opts_t o = default_opts();
+    sn_card_profile_t sp;
+    char err[256];
+    uint64_t rng = 11;
+
+    cr_assert_eq(sn_card_score_profile(card, &sp), 0, "the trainer writes profile.score");
+    cr_assert_gt(sp.nsample, 100);
+    for (int pass = 0; pass < 2; pass++) {
+        sn_features_t *fe = sn_features_new(spec, 0, err, sizeof(err));
+        sn_drift_t *d = sn_drift_new(card, &o, err, sizeof(err));
+        size_t nf = sn_feature_spec_nfeatures(spec);
+        float *x = malloc(nf * sizeof(*x));
+        uint64_t erng = 4242;
+        const sn_drift_feature_t *s;
+        char *js;
+        json_t *root;
+
+        cr_assert_not_null(d, "%s", err);
+        cr_assert_eq(sn_drift_enable_score(d, err, sizeof(err)), 0, "%s", err);
+        for (size_t k = 0; k < 2000; k++) {
+            sn_event_t ev;
+            double v = sp.sample[(size_t)(rng_uniform(&rng) * (double)sp.nsample)];
+
+            gen_event(&erng, k, 0, &ev);
+            cr_assert_geq(sn_features_apply(fe, &ev, 0, -1, x), 0);
+            cr_assert_eq(sn_drift_add(d, x), 0);
+            cr_assert_eq(sn_drift_add_score(d, pass ? v * 0.5 + 0.5 : v), 0);
+        }
+        cr_assert_eq(sn_drift_ntests(d), nf + 1);
+        cr_assert_eq(sn_drift_scores(d), 2000);
+        cr_assert_geq(sn_drift_finish(d, err, sizeof(err)), 0, "%s", err);
+        s = sn_drift_score(d);
+        cr_assert_not_null(s);
+        cr_assert_str_eq(s->name, "score");
+        if (pass == 0) {
+            cr_expect_eq(s->verdict, SN_DRIFT_NONE, "psi %.4f ks p %.3g", s->psi, s->ks.p);
+        } else {
+            cr_expect_eq(s->verdict, SN_DRIFT_DRIFTED, "psi %.4f ks p %.3g", s->psi, s->ks.p);
+            cr_expect_eq(sn_drift_finish(d, NULL, 0), SN_DRIFT_DRIFTED);
+        }
+        cr_assert_not_null(js = sn_drift_report_json(d));
+        cr_assert_not_null(root = json_loads(js, 0, NULL));
+        cr_expect_str_eq(
+            json_string_value(json_object_get(json_object_get(root, "score"), "verdict")),
+            pass ? "drift" : "no drift");
+        cr_expect_eq(json_integer_value(json_object_get(json_object_get(root, "score"), "scores")),
+                     2000);
+        json_decref(root);
+        free(js);
+        free(x);
+        sn_features_destroy(fe);
+        sn_drift_destroy(d);
+    }
+}
+
+/* A card written before score profiles loads, and drift says why it cannot
+ * compare scores. */
+Test(drift, card_without_score_profile) {
+    char *text = sn_card_dump(card), err[256];
+    json_t *root = json_loads(text, 0, NULL);
+    char *old;
+    sn_card_t *c;
+    sn_drift_opts_t o = default_opts();
+    sn_drift_t *d;
+    sn_card_profile_t sp;
+
+    cr_assert_not_null(root);
+    cr_assert_eq(json_object_del(json_object_get(root, "profile"), "score"), 0);
+    old = json_dumps(root, 0);
+    cr_assert_not_null(c = sn_card_parse(old, strlen(old), err, sizeof(err)), "%s", err);
+    cr_expect_eq(sn_card_score_profile(c, &sp), SN_ERR_NOENT);
+    cr_assert_not_null(d = sn_drift_new(c, &o, err, sizeof(err)), "%s", err);
+    cr_expect_eq(sn_drift_enable_score(d, err, sizeof(err)), SN_ERR_NOENT);
+    cr_expect(strstr(err, "no score profile") != NULL, "%s", err);
+    cr_expect_eq(sn_drift_ntests(d), sn_drift_nfeatures(d));
+    sn_drift_destroy(d);
+    sn_card_destroy(c);
+    json_decref(root);
+    free(old);
+    free(text);
+}
