@@ -76,6 +76,20 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
+/* Fills res[0..ns) with the indices of a uniform sample of ns of n rows
+ * (Algorithm R, ns <= n), seeded by *rng: the same seed, the same sample. */
+static void reservoir(size_t *res, size_t n, size_t ns, uint64_t *rng) {
+    for (size_t i = 0; i < n; i++) {
+        if (i < ns) {
+            res[i] = i;
+        } else {
+            uint64_t j = splitmix64(rng) % (i + 1);
+
+            if (j < ns) res[j] = i;
+        }
+    }
+}
+
 /* ---- machine table ---- */
 
 static uint64_t fnv1a(const char *s) {
@@ -678,15 +692,7 @@ static json_t *build_profile(const sn_trainer_t *t, const sn_feature_spec_t *spe
     uint64_t rng = t->opts.params.seed;
 
     if (!res || !vals || !features) goto out;
-    for (size_t i = 0; i < n; i++) {
-        if (i < ns) {
-            res[i] = i;
-        } else {
-            uint64_t j = splitmix64(&rng) % (i + 1);
-
-            if (j < ns) res[j] = i;
-        }
-    }
+    reservoir(res, n, ns, &rng);
     /* sample rows in time order: readable, and independent of the draw order */
     for (size_t i = 1; i < ns; i++)
         for (size_t k = i; k > 0 && res[k - 1] > res[k]; k--) {
@@ -765,15 +771,7 @@ static json_t *build_score_profile(const sn_trainer_t *t, const float *p, size_t
     if (!vals || !res || !cnt || !e || !edges || !counts || !sample) goto out;
     for (size_t i = 0; i < n; i++)
         if (!isnan(p[i])) vals[m++] = p[i];
-    for (size_t i = 0; i < n; i++) {
-        if (i < ns) {
-            res[i] = i;
-        } else {
-            uint64_t j = splitmix64(&rng) % (i + 1);
-
-            if (j < ns) res[j] = i;
-        }
-    }
+    reservoir(res, n, ns, &rng);
     for (size_t s = 0; s < ns; s++)
         if (!isnan(p[res[s]])) json_array_append_new(sample, json_real(p[res[s]]));
     qsort(vals, m, sizeof(float), cmp_float);
