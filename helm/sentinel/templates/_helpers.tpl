@@ -99,7 +99,9 @@ scorer, drift and train.
     "kafka.bootstrap.servers" $v.kafka.bootstrapServers
     "topic.telemetry" $v.kafka.topic
     "log.level" $v.log.level
-    "log.format" $v.log.format }}
+    "log.format" $v.log.format
+    "schema.dir" $v.schema.dir
+    "schema.reader" $v.schema.reader }}
 {{- if has $comp (list "archiver" "drift" "train") }}
 {{- $_ := set $conf "archive.url" $v.archive.url }}
 {{- end }}

@@ -12,6 +12,7 @@ import sys
 import yaml
 
 errors = []
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def err(where, msg):
@@ -160,6 +161,15 @@ def check_storage(docs, values, where):
                 err(where, f"{role}.conf: {k}={got!r}, expected {want!r}")
             if not got or got.startswith("file:"):
                 err(where, f"{role}.conf: {k}={got!r} is not shared storage")
+    # The schemas: the image installs them where schema.dir points (the default,
+    # ./schemas, would be under WORKDIR: an empty volume in the pods).
+    for role, kv in conf.items():
+        for k in ("dir", "reader"):
+            if kv.get(f"schema.{k}") != values["schema"][k]:
+                err(where, f"{role}.conf: schema.{k}={kv.get(f'schema.{k}')!r}, expected {values['schema'][k]!r}")
+    dockerfile = open(os.path.join(ROOT, "Dockerfile")).read()
+    if f"/out{values['schema']['dir']}" not in dockerfile:
+        err(where, f"the Dockerfile does not install the schemas into {values['schema']['dir']} (schema.dir)")
     for k in ("region", "endpoint"):
         v = values["s3"][k]
         for role, kv in conf.items():
