@@ -29,7 +29,8 @@ COPY . .
 RUN cmake -S . -B build -G Ninja -DSN_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && cmake --build build \
  && ./build/sentinel version \
- && install -D -m 0755 -s build/sentinel /out/usr/local/bin/sentinel
+ && install -D -m 0755 -s build/sentinel /out/usr/local/bin/sentinel \
+ && install -D -m 0644 -t /out/usr/share/sentinel/schemas schemas/ids schemas/*.avsc
 
 # ---------------------------------------------------------------------------
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime
@@ -51,6 +52,8 @@ RUN groupadd --system --gid 10001 sentinel \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/sentinel \
  && install -d -m 0755 /etc/sentinel
 
+# The binary and the Avro schemas (schema.dir, set by the chart: the default,
+# ./schemas, would be under WORKDIR, an empty volume in the pods).
 COPY --from=build /out/ /
 
 # Fails the image build when a linked library is missing from the install line.

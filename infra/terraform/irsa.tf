@@ -1,8 +1,12 @@
 # One IAM role per sentinel role, each assumable only by its own service account
 # in the sentinel namespace (IRSA), each with the least it needs:
-#   archiver       put objects under the archive prefix
-#   trainer, drift read the archive, read and write the registry prefix
-#   scorer         read the registry prefix
+#   archiver  put objects under the archive prefix, and list it (at start, and
+#             on each partition assignment it looks for files already uploaded)
+#   trainer   read the archive, read and write the registry prefix
+#   drift     read the archive and the registry; write the registry only with
+#             var.drift_retrain_on_drift (sentinel drift --retrain-on-drift
+#             registers a version and moves the alias)
+#   scorer    read the registry prefix
 # S3 encrypts with the stack's KMS key, so each also gets the key operations its
 # S3 calls need, and only through S3.
 
@@ -16,27 +20,27 @@ locals {
   roles = {
     scorer = {
       service_account = var.service_accounts.scorer
-      read_prefixes   = [var.registry_prefix]
+      list_prefixes   = [var.registry_prefix]
       read_objects    = [local.registry_objects]
       write_objects   = []
     }
     archiver = {
       service_account = var.service_accounts.archiver
-      read_prefixes   = []
+      list_prefixes   = [var.archive_prefix]
       read_objects    = []
       write_objects   = [local.archive_objects]
     }
     trainer = {
       service_account = var.service_accounts.trainer
-      read_prefixes   = [var.archive_prefix, var.registry_prefix]
+      list_prefixes   = [var.archive_prefix, var.registry_prefix]
       read_objects    = [local.archive_objects, local.registry_objects]
       write_objects   = [local.registry_objects]
     }
     drift = {
       service_account = var.service_accounts.drift
-      read_prefixes   = [var.archive_prefix, var.registry_prefix]
+      list_prefixes   = [var.archive_prefix, var.registry_prefix]
       read_objects    = [local.archive_objects, local.registry_objects]
-      write_objects   = [local.registry_objects]
+      write_objects   = var.drift_retrain_on_drift ? [local.registry_objects] : []
     }
   }
 }
@@ -76,7 +80,7 @@ data "aws_iam_policy_document" "irsa" {
   for_each = local.roles
 
   dynamic "statement" {
-    for_each = length(each.value.read_prefixes) > 0 ? [1] : []
+    for_each = length(each.value.list_prefixes) > 0 ? [1] : []
     content {
       sid       = "ListOwnPrefixes"
       actions   = ["s3:ListBucket"]
@@ -84,7 +88,7 @@ data "aws_iam_policy_document" "irsa" {
       condition {
         test     = "StringLike"
         variable = "s3:prefix"
-        values   = [for p in each.value.read_prefixes : "${p}*"]
+        values   = [for p in each.value.list_prefixes : "${p}*"]
       }
     }
   }

@@ -18,6 +18,23 @@ resource "aws_vpc_security_group_ingress_rule" "msk_from_nodes" {
   to_port                      = 9096
 }
 
+# The topics sentinel uses, with the binary's default names (docs/CONFIG.md).
+# Brokers do not create topics on first use (auto.create.topics.enable=false)
+# and the aws provider has no topic resource, so they are created once with
+# kafka-topics.sh from output kafka_topics (docs/deploy.md). The per-event
+# topics are keyed by machine id like telemetry and get its partitions.
+locals {
+  kafka_topics = {
+    "telemetry"               = { partitions = var.telemetry_partitions, config = {} }
+    "telemetry.scores"        = { partitions = var.telemetry_partitions, config = {} }
+    "telemetry.shadow-scores" = { partitions = var.telemetry_partitions, config = {} }
+    "telemetry.dlq"           = { partitions = var.telemetry_partitions, config = {} }
+    "machine-failures"        = { partitions = var.telemetry_partitions, config = {} }
+    # One event per drift run (and one per retrain): an audit trail, kept 90 days.
+    "drift-events" = { partitions = 1, config = { "retention.ms" = "7776000000" } }
+  }
+}
+
 resource "aws_msk_configuration" "this" {
   name           = local.name
   kafka_versions = [var.kafka_version]

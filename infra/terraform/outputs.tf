@@ -79,7 +79,14 @@ output "helm_values" {
     scorer   = { serviceAccount = { name = var.service_accounts.scorer, roleArn = aws_iam_role.irsa["scorer"].arn } }
     archiver = { serviceAccount = { name = var.service_accounts.archiver, roleArn = aws_iam_role.irsa["archiver"].arn } }
     train    = { serviceAccount = { name = var.service_accounts.trainer, roleArn = aws_iam_role.irsa["trainer"].arn } }
-    drift    = { serviceAccount = { name = var.service_accounts.drift, roleArn = aws_iam_role.irsa["drift"].arn } }
+    drift = {
+      serviceAccount = { name = var.service_accounts.drift, roleArn = aws_iam_role.irsa["drift"].arn }
+      # The role may write the registry only when this is on.
+      retrainOnDrift = var.drift_retrain_on_drift
+    }
+    archive  = { url = "s3://${aws_s3_bucket.data.bucket}/${trimsuffix(var.archive_prefix, "/")}" }
+    registry = { url = "s3://${aws_s3_bucket.data.bucket}/${trimsuffix(var.registry_prefix, "/")}" }
+    s3       = { region = local.region }
     networkPolicy = {
       egress = {
         kafka = { cidrs = aws_subnet.private[*].cidr_block, ports = [9096] }
@@ -91,8 +98,8 @@ output "helm_values" {
   }
 }
 
-# Settings of the binary that come from this stack, for the chart's `config:` map
-# once the binary's config table has these keys (see docs/deploy.md).
+# Settings of the binary that come from this stack (helm_values already carries
+# the archive and registry URLs and the region).
 output "sentinel_settings" {
   description = "Endpoints and names the sentinel configuration needs."
   value = {
@@ -106,4 +113,9 @@ output "sentinel_settings" {
     )
     kafka_sasl_username = var.msk_scram_username
   }
+}
+
+output "kafka_topics" {
+  description = "Topics to create on MSK (auto-creation is off): name => partitions and topic config (docs/deploy.md)."
+  value       = local.kafka_topics
 }

@@ -134,7 +134,7 @@ variable "msk_volume_size_gb" {
 }
 
 variable "telemetry_partitions" {
-  description = "Default partitions of auto-created topics; the chart's kafka.partitions must match the telemetry topic's."
+  description = "Partitions of the telemetry topic and of the per-event topics keyed like it (kafka_topics); the chart's kafka.partitions (helm_values) is this."
   type        = number
   default     = 24
 }
@@ -199,6 +199,12 @@ variable "registry_prefix" {
     condition     = can(regex("^[a-z0-9][a-z0-9._/-]*/$", var.registry_prefix))
     error_message = "registry_prefix must end with a slash."
   }
+}
+
+variable "drift_retrain_on_drift" {
+  description = "The drift CronJob runs with --retrain-on-drift (the chart's drift.retrainOnDrift, passed on in helm_values): its role may then write the registry prefix."
+  type        = bool
+  default     = false
 }
 
 variable "archive_transition_ia_days" {

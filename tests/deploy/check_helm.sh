@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # helm lint and helm template of the chart for every value set (lib.sh
-# render_sets: the defaults, the production-like ci values, Argo CD's values and
-# a KEDA-off fallback), values.schema.json rejecting typos, the template guards,
+# render_sets: the defaults, the production-like ci values, Argo CD's values, a
+# KEDA-off fallback and production with retrain on drift, a shadow challenger and
+# exactly-once), values.schema.json rejecting typos, the template guards,
 # and the chart's contract (chart_contract.py) on the rendered manifests.
 # shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -48,6 +49,16 @@ must_fail "a config value with a newline" "newline" --set-string 'config.log\.le
 evil.key=1'
 must_fail "a non-default metrics.port the binary cannot be told about" "writeConfig" \
   --set metrics.port=9500 --set metrics.writeConfig=false
+must_fail "a pod-local archive (archive.url=file://...)" "$schema_err" --set archive.url=file:///var/lib/sentinel/archive
+must_fail "a pod-local registry through config (config.registry.url=file://...)" "a folder inside one pod" \
+  --set 'config.registry\.url=file://registry'
+must_fail "an unknown challenger mode" "$schema_err" --set scorer.challenger=blue-green
+# In a values file a bare off is YAML's boolean false, not the mode "off".
+printf 'scorer:\n  challenger: off\n' >"$WORK/challenger-off.yaml"
+must_fail "scorer.challenger: off unquoted (a YAML boolean)" "$schema_err" -f "$WORK/challenger-off.yaml"
+must_fail "a canary fraction above 1" "$schema_err" --set scorer.canaryFraction=1.5
+must_fail "a session timeout below the brokers' 6 s minimum" "$schema_err" --set scorer.sessionTimeoutMs=3000
+must_fail "a retrain window below a minute" "$schema_err" --set drift.retrainWindowMs=1000
 
 check "chart contract (scaling, probes, jobs, secrets, IRSA, monitoring)" \
   python3 "$DEPLOY_DIR/lib/chart_contract.py" "$WORK/rendered" "$CHART"

@@ -45,17 +45,22 @@ if need_tool hcl2json; then
   done
   render_all || true
   if [ $conv_ok -eq 1 ] && [ -s "$WORK/rendered/production.yaml" ]; then
-    check "terraform policy: SSE-KMS, versioning, lifecycle, public access, least-privilege IRSA, outputs = chart values" \
+    check "terraform policy: SSE-KMS, versioning, lifecycle, public access, least-privilege IRSA, outputs = chart values, topics = the binary's" \
       python3 "$DEPLOY_DIR/lib/terraform_policy.py" "$WORK/tfjson" "$CHART/values.schema.json" "$WORK/rendered/production.yaml"
-    # Negative control: a scorer that may write the registry, an unversioned
-    # bucket and a helm_values key the chart lacks must all be reported.
+    # Negative control: a scorer that may write the registry, a drift role that
+    # writes it without retraining, an unversioned bucket, a helm_values key the
+    # chart lacks and an undeclared drift-events topic must all be reported.
     cp -r "$WORK/tfjson" "$WORK/tfjson-bad"
     python3 - "$WORK/tfjson-bad" <<'PY'
 import json, os, sys
 d = sys.argv[1]
 irsa = json.load(open(f"{d}/irsa.json"))
 irsa["locals"][0]["roles"]["scorer"]["write_objects"] = ["${local.registry_objects}"]
+irsa["locals"][0]["roles"]["drift"]["write_objects"] = ["${local.registry_objects}"]
 json.dump(irsa, open(f"{d}/irsa.json", "w"))
+msk = json.load(open(f"{d}/msk.json"))
+del msk["locals"][0]["kafka_topics"]["drift-events"]
+json.dump(msk, open(f"{d}/msk.json", "w"))
 s3 = json.load(open(f"{d}/s3.json"))
 s3["resource"]["aws_s3_bucket_versioning"]["data"][0]["versioning_configuration"][0]["status"] = "Suspended"
 json.dump(s3, open(f"{d}/s3.json", "w"))
@@ -64,10 +69,12 @@ out["output"]["helm_values"][0]["value"]["scorer"]["replicaz"] = 3
 json.dump(out, open(f"{d}/outputs.json", "w"))
 PY
     out="$(python3 "$DEPLOY_DIR/lib/terraform_policy.py" "$WORK/tfjson-bad" "$CHART/values.schema.json" "$WORK/rendered/production.yaml")"
-    if grep -q 'scorer: writes' <<<"$out" && grep -q 'versioning' <<<"$out" && grep -q 'replicaz' <<<"$out"; then
-      ok "terraform policy reports a writing scorer, an unversioned bucket, a stray output key (negative control)"
+    what="a writing scorer, a drift role that always writes, an unversioned bucket, a stray output key, a missing drift-events topic"
+    if grep -q 'scorer: writes' <<<"$out" && grep -q 'drift: writes' <<<"$out" && grep -q 'versioning' <<<"$out" &&
+      grep -q 'replicaz' <<<"$out" && grep -q 'lacks drift-events' <<<"$out"; then
+      ok "terraform policy reports $what (negative control)"
     else
-      not_ok "terraform policy reports a writing scorer, an unversioned bucket, a stray output key (negative control)" "$out"
+      not_ok "terraform policy reports $what (negative control)" "$out"
     fi
   fi
 fi

@@ -55,6 +55,7 @@ default|
 production|-f $CHART/ci/production-values.yaml
 argocd|-f $ROOT/deploy/argocd/values/production.yaml
 fallback|-f $CHART/ci/production-values.yaml --set keda.enabled=false --set train.job.enabled=true --set serviceMonitor.enabled=false --set scorer.autoscaling.enabled=false
+retrain|-f $CHART/ci/production-values.yaml -f $CHART/ci/retrain-values.yaml
 SETS
 }
 

@@ -87,15 +87,41 @@ would smuggle in another key.
 
 {{/*
 The merged configuration of a component as a dict: first-class values <
-.Values.config < the component's config.
+.Values.config < (drift with retrainOnDrift: train.config, since the retrain
+runs in the drift pod) < the component's config. Each role gets the storage
+keys it uses: archive.url the archiver, drift and train; registry.url the
+scorer, drift and train.
 */}}
 {{- define "sentinel.confDict" -}}
 {{- $v := .root.Values }}
+{{- $comp := .component }}
 {{- $conf := dict
     "kafka.bootstrap.servers" $v.kafka.bootstrapServers
     "topic.telemetry" $v.kafka.topic
     "log.level" $v.log.level
-    "log.format" $v.log.format }}
+    "log.format" $v.log.format
+    "schema.dir" $v.schema.dir
+    "schema.reader" $v.schema.reader }}
+{{- if has $comp (list "archiver" "drift" "train") }}
+{{- $_ := set $conf "archive.url" $v.archive.url }}
+{{- end }}
+{{- if has $comp (list "scorer" "drift" "train") }}
+{{- $_ := set $conf "registry.url" $v.registry.url }}
+{{- end }}
+{{- with $v.s3.region }}{{ $_ := set $conf "s3.region" . }}{{ end }}
+{{- with $v.s3.endpoint }}{{ $_ := set $conf "s3.endpoint" . }}{{ end }}
+{{- if eq $comp "scorer" }}
+{{- $_ := set $conf "scorer.challenger" $v.scorer.challenger }}
+{{- $_ := set $conf "scorer.canary.fraction" $v.scorer.canaryFraction }}
+{{- $_ := set $conf "scorer.exactly.once" $v.scorer.exactlyOnce }}
+{{- if gt (int $v.scorer.sessionTimeoutMs) 0 }}
+{{- $_ := set $conf "kafka.session.timeout.ms" $v.scorer.sessionTimeoutMs }}
+{{- end }}
+{{- end }}
+{{- $retrain := and (eq $comp "drift") $v.drift.retrainOnDrift }}
+{{- if $retrain }}
+{{- $_ := set $conf "drift.retrain.window.ms" $v.drift.retrainWindowMs }}
+{{- end }}
 {{- if $v.metrics.writeConfig }}
 {{- $_ := set $conf "metrics.port" $v.metrics.port }}
 {{- $_ := set $conf "metrics.bind" $v.metrics.bind }}
@@ -105,8 +131,18 @@ The merged configuration of a component as a dict: first-class values <
 {{- range $k, $val := $v.config }}
 {{- $_ := set $conf $k $val }}
 {{- end }}
+{{- if $retrain }}
+{{- range $k, $val := $v.train.config }}
+{{- $_ := set $conf $k $val }}
+{{- end }}
+{{- end }}
 {{- range $k, $val := (index $v .component).config }}
 {{- $_ := set $conf $k $val }}
+{{- end }}
+{{- range $k := list "archive.url" "registry.url" }}
+{{- if hasPrefix "file:" (toString (index $conf $k | default "")) }}
+{{- fail (printf "%s of the %s role is %s: a folder inside one pod (the chart mounts no shared volume); use s3://bucket/prefix" $k $comp (index $conf $k)) }}
+{{- end }}
 {{- end }}
 {{- toYaml $conf }}
 {{- end }}

@@ -2,8 +2,8 @@
 """What the rendered chart must do, beyond being valid Kubernetes.
 
 usage: chart_contract.py RENDERED_DIR CHART_DIR
-RENDERED_DIR has default.yaml, production.yaml, argocd.yaml and fallback.yaml
-(tests/deploy/lib.sh render_sets). Prints every broken rule; exits 1 if any.
+RENDERED_DIR has default.yaml, production.yaml, argocd.yaml, fallback.yaml and
+retrain.yaml (tests/deploy/lib.sh render_sets). Prints every broken rule; exits 1 if any.
 """
 import json
 import os
@@ -12,6 +12,7 @@ import sys
 import yaml
 
 errors = []
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def err(where, msg):
@@ -117,6 +118,87 @@ def check_consumer(docs, values, comp, subcommand, where):
         err(where, f"{comp}: autoscaling off but an autoscaler is rendered")
 
 
+def cv(v):
+    """A value as the chart writes it into sentinel.conf."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v == int(v):
+        return str(int(v))
+    return str(v)
+
+
+def confs(docs):
+    """Each role's rendered sentinel.conf as a dict (role -> {key: value})."""
+    out = {}
+    for cm in by_kind(docs, "ConfigMap"):
+        if not cm["metadata"]["name"].endswith("-config"):
+            continue
+        for key, text in cm["data"].items():
+            kv = {}
+            for line in text.splitlines():
+                if line.strip() and not line.startswith("#"):
+                    k, _, v = line.partition("=")
+                    kv[k] = v
+            out[key[: -len(".conf")]] = kv
+    return out
+
+
+def selects(np, labels):
+    want = np["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def check_storage(docs, values, where):
+    """Each role gets the archive and registry URLs it uses, never a pod-local file://."""
+    conf = confs(docs)
+    uses = {"archiver": ["archive.url"], "scorer": ["registry.url"],
+            "drift": ["archive.url", "registry.url"], "train": ["archive.url", "registry.url"]}
+    for role, keys in uses.items():
+        for k in keys:
+            got = conf.get(role, {}).get(k)
+            want = values[role]["config"].get(k) or values["config"].get(k) or values[k.split(".")[0]]["url"]
+            if got != want:
+                err(where, f"{role}.conf: {k}={got!r}, expected {want!r}")
+            if not got or got.startswith("file:"):
+                err(where, f"{role}.conf: {k}={got!r} is not shared storage")
+    # The schemas: the image installs them where schema.dir points (the default,
+    # ./schemas, would be under WORKDIR: an empty volume in the pods).
+    for role, kv in conf.items():
+        for k in ("dir", "reader"):
+            if kv.get(f"schema.{k}") != values["schema"][k]:
+                err(where, f"{role}.conf: schema.{k}={kv.get(f'schema.{k}')!r}, expected {values['schema'][k]!r}")
+    dockerfile = open(os.path.join(ROOT, "Dockerfile")).read()
+    if f"/out{values['schema']['dir']}" not in dockerfile:
+        err(where, f"the Dockerfile does not install the schemas into {values['schema']['dir']} (schema.dir)")
+    for k in ("region", "endpoint"):
+        v = values["s3"][k]
+        for role, kv in conf.items():
+            if v and kv.get(f"s3.{k}") != v:
+                err(where, f"{role}.conf: s3.{k}={kv.get(f's3.{k}')!r}, expected {v!r}")
+
+
+def check_scorer_modes(docs, values, where):
+    s = values["scorer"]
+    kv = confs(docs).get("scorer", {})
+    want = {"scorer.challenger": s["challenger"], "scorer.exactly.once": cv(s["exactlyOnce"]),
+            "scorer.canary.fraction": cv(s["canaryFraction"])}
+    if s["sessionTimeoutMs"]:
+        want["kafka.session.timeout.ms"] = cv(s["sessionTimeoutMs"])
+    want.update({k: cv(v) for k, v in values["config"].items() if k in want})
+    want.update({k: cv(v) for k, v in s["config"].items()})
+    for k, v in want.items():
+        if kv.get(k) != v:
+            err(where, f"scorer.conf: {k}={kv.get(k)!r}, expected {v!r}")
+    if not s["sessionTimeoutMs"] and "kafka.session.timeout.ms" in kv and "kafka.session.timeout.ms" not in s["config"]:
+        err(where, "scorer.conf: kafka.session.timeout.ms written although sessionTimeoutMs is 0")
+    d = one(docs, "Deployment", "-scorer", where)
+    if d:
+        env = {e["name"]: e for e in pod_spec(d)["containers"][0].get("env", [])}
+        ref = env.get("SENTINEL_SCORER_TRANSACTIONAL_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+        if ref.get("fieldPath") != "metadata.name":
+            err(where, "scorer: SENTINEL_SCORER_TRANSACTIONAL_ID should be the pod name (exactly-once fencing)")
+
+
 def check_batch(docs, values, where):
     if values["drift"]["enabled"]:
         cj = one(docs, "CronJob", "-drift", where)
@@ -126,11 +208,56 @@ def check_batch(docs, values, where):
             for word in ("sentinel drift", "--model", "--from", "--to", "-c /etc/sentinel/sentinel.conf"):
                 if word not in script:
                     err(where, f"drift CronJob: command lacks {word!r}: {script}")
+            for word in ("--input", "--csv", "--jsonl"):
+                if word in script or word in c.get("args", []):
+                    err(where, f"drift CronJob: {word} given: the audit reads archive.url")
             env = {e["name"]: e.get("value") for e in c.get("env", [])}
             if env.get("DRIFT_MODEL") != values["drift"]["model"]:
                 err(where, f"drift CronJob: DRIFT_MODEL {env.get('DRIFT_MODEL')} != drift.model")
             if cj["spec"]["concurrencyPolicy"] != "Forbid":
                 err(where, "drift CronJob: runs must not overlap (concurrencyPolicy Forbid)")
+            if cj["spec"]["jobTemplate"]["spec"].get("backoffLimit") != 0:
+                err(where, "drift CronJob: exit 3 (drift) must fail the Job once, not be retried (backoffLimit 0)")
+            check_drift_retrain(docs, values, c, where)
+            # Drift events go to Kafka: brokers in its config, SASL secret in its env,
+            # and the NetworkPolicy lets the pod out to Kafka and S3.
+            kv = confs(docs).get("drift", {})
+            if kv.get("kafka.bootstrap.servers") != values["kafka"]["bootstrapServers"]:
+                err(where, "drift.conf: kafka.bootstrap.servers missing (drift events)")
+            envs = {e["name"]: e for e in c.get("env", [])}
+            for ref in values["secretEnv"].values():
+                n = "SENTINEL_" + ref["configKey"].upper().replace(".", "_").replace("-", "_")
+                if ref["secretName"] and n not in envs:
+                    err(where, f"drift CronJob: {n} missing")
+            labels = cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+            nps = by_kind(docs, "NetworkPolicy")
+            if values["networkPolicy"]["enabled"]:
+                np = [n for n in nps if selects(n, labels)]
+                if not np:
+                    err(where, "drift pod: no NetworkPolicy selects it")
+                else:
+                    ports = {p["port"] for r in np[0]["spec"]["egress"] for p in r.get("ports", [])}
+                    for k in ("kafka", "s3", "sts"):
+                        if not set(values["networkPolicy"]["egress"][k]["ports"]) <= ports:
+                            err(where, f"drift pod: NetworkPolicy egress lacks the {k} ports")
+
+
+def check_drift_retrain(docs, values, c, where):
+    d = values["drift"]
+    args = c.get("args", [])
+    kv = confs(docs).get("drift", {})
+    if d["retrainOnDrift"]:
+        if args[:1] != ["--retrain-on-drift"]:
+            err(where, f"drift CronJob: args {args} should start with --retrain-on-drift")
+        if kv.get("drift.retrain.window.ms") != cv(d["retrainWindowMs"]):
+            err(where, f"drift.conf: drift.retrain.window.ms={kv.get('drift.retrain.window.ms')!r}, expected {d['retrainWindowMs']}")
+        for k, v in values["train"]["config"].items():
+            want = cv(d["config"].get(k, v))
+            if kv.get(k) != want:
+                err(where, f"drift.conf: the retrain's {k}={kv.get(k)!r}, expected train.config's {want!r}")
+    else:
+        if "--retrain-on-drift" in args or "drift.retrain.window.ms" in kv:
+            err(where, "drift CronJob: retrains although drift.retrainOnDrift is false")
     if values["train"]["job"]["enabled"]:
         job = [j for j in by_kind(docs, "Job") if "-train-" in j["metadata"]["name"]]
         if len(job) != 1:
@@ -249,7 +376,9 @@ def values_for(name, chart):
     root = os.path.dirname(os.path.dirname(chart))
     files = {"production": [os.path.join(chart, "ci/production-values.yaml")],
              "argocd": [os.path.join(root, "deploy/argocd/values/production.yaml")],
-             "fallback": [os.path.join(chart, "ci/production-values.yaml")]}.get(name, [])
+             "fallback": [os.path.join(chart, "ci/production-values.yaml")],
+             "retrain": [os.path.join(chart, "ci/production-values.yaml"),
+                         os.path.join(chart, "ci/retrain-values.yaml")]}.get(name, [])
     for path in files:
         with open(path) as f:
             merge(v, yaml.safe_load(f) or {})
@@ -272,6 +401,9 @@ def main():
             if values[comp]["enabled"]:
                 check_consumer(docs, values, comp, sub, where)
         check_batch(docs, values, where)
+        check_storage(docs, values, where)
+        if values["scorer"]["enabled"]:
+            check_scorer_modes(docs, values, where)
         check_config_and_secrets(docs, values, where)
         check_accounts_and_monitoring(docs, values, where)
     for e in errors:

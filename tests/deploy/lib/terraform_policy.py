@@ -69,6 +69,20 @@ def value_paths(v, prefix=""):
     return out
 
 
+def variables_of(tf):
+    return tf.get("variable", {})
+
+
+def binary_topics(config_md):
+    """The default topic names in the binary's config reference (topic.*, drift.events.topic)."""
+    out = {}
+    for line in open(config_md):
+        m = re.match(r"\| `(topic\.[a-z.]+|drift\.events\.topic)` \| string \| `([^`]*)` \|", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
 def main():
     tfdir, schema_path, rendered = sys.argv[1:4]
     tf, local_blocks = {}, []
@@ -108,18 +122,27 @@ def main():
     roles = locs.get("roles", {})
     need(set(roles) == {"scorer", "archiver", "trainer", "drift"}, f"IRSA roles {sorted(roles)}")
     A, R = "${local.archive_objects}", "${local.registry_objects}"
+    AP, RP = "${var.archive_prefix}", "${var.registry_prefix}"
+    # The drift role writes the registry only when it retrains on drift.
+    drift_writes = "${var.drift_retrain_on_drift ? [local.registry_objects] : []}"
     want = {
-        "scorer": ([R], []),
-        "archiver": ([], [A]),
-        "trainer": ([A, R], [R]),
-        "drift": ([A, R], [R]),
+        "scorer": ([R], [], [RP]),
+        # The archiver lists its prefix (start-up probe, files already uploaded).
+        "archiver": ([], [A], [AP]),
+        "trainer": ([A, R], [R], [AP, RP]),
+        "drift": ([A, R], drift_writes, [AP, RP]),
     }
-    for role, (reads, writes) in want.items():
+    for role, (reads, writes, lists) in want.items():
         r = roles.get(role, {})
         need(sorted(r.get("read_objects", [])) == sorted(reads),
              f"{role}: reads {r.get('read_objects')} should be {reads}")
-        need(sorted(r.get("write_objects", [])) == sorted(writes),
-             f"{role}: writes {r.get('write_objects')} should be {writes}")
+        w = r.get("write_objects", [])
+        need(w == writes if isinstance(writes, str) else (isinstance(w, list) and sorted(w) == sorted(writes)),
+             f"{role}: writes {w} should be {writes}")
+        need(sorted(r.get("list_prefixes", [])) == sorted(lists),
+             f"{role}: lists {r.get('list_prefixes')} should be {lists}")
+    need(first(variables_of(tf).get("drift_retrain_on_drift")).get("default") is False,
+         "var.drift_retrain_on_drift should default to false (least privilege, as the chart's drift.retrainOnDrift)")
     need(locs.get("archive_objects", "").endswith("/${var.archive_prefix}*") and
          locs.get("registry_objects", "").endswith("/${var.registry_prefix}*"),
          "object ARNs are not limited to the archive/registry prefixes")
@@ -161,6 +184,19 @@ def main():
     paths = schema_paths(json.load(open(schema_path)))
     bad = sorted(p for p in value_paths(hv) if p not in paths)
     need(hv and not bad, f"output helm_values has keys the chart does not define: {bad}")
+    for p in ("archive.url", "registry.url", "s3.region", "drift.retrainOnDrift"):
+        need(p in value_paths(hv), f"output helm_values lacks {p}")
+    need("var.drift_retrain_on_drift" in s(hv.get("drift")),
+         "helm_values drift.retrainOnDrift is not var.drift_retrain_on_drift (chart and role would disagree)")
+
+    # Every topic the binary uses by default is declared (brokers do not auto-create).
+    topics = locs.get("kafka_topics", {})
+    config_md = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "CONFIG.md")
+    wanted = binary_topics(config_md)
+    need(len(wanted) >= 6, f"docs/CONFIG.md: found only topics {wanted}")
+    for key, name in wanted.items():
+        need(name in topics, f"kafka_topics lacks {name} ({key}'s default)")
+    need("output" in tf and "kafka_topics" in tf["output"], "no output kafka_topics")
 
     for p in problems:
         print(p)
