@@ -363,12 +363,15 @@ static int stage_alert_load(sn_scorer_t *s, const sn_batch_t *b, size_t n, volat
                 s->current->features, s->names, m, s->text_buf, SN_ALERT_RECORD_MAX, s->topic_in,
                 s->dparts, s->decided, np, errstr, errstr_size)) == SN_ERR_TRANSIENT &&
            !*stop) {
-        if (attempt == 0) sn_log_warn("scorer", "%s; pausing and retrying", errstr);
+        if (attempt == 0) sn_log_warn("scorer", "alert state: %s; pausing and retrying", errstr);
         sn_counter_inc(s->m.redis_errors);
         backoff(s, attempt++, stop);
     }
     if (rc != 0) return rc;
-    if (attempt) sn_consumer_pause(s->consumer, 0);
+    if (attempt) {
+        sn_log_info("scorer", "alert state: Redis is back after %d retries", attempt);
+        sn_consumer_pause(s->consumer, 0);
+    }
     for (size_t i = 0; i < m; i++) {
         const char *text = &s->text_buf[i * SN_ALERT_RECORD_MAX];
         char why[256];
@@ -419,10 +422,12 @@ static int store_alert_state(sn_scorer_t *s, const sn_batch_t *b, volatile int *
                                               s->topic_in, s->dparts, s->decided, np, errstr,
                                               errstr_size)) == SN_ERR_TRANSIENT &&
            !*stop) {
-        if (attempt == 0) sn_log_warn("scorer", "%s; pausing and retrying", errstr);
+        if (attempt == 0) sn_log_warn("scorer", "alert state: %s; pausing and retrying", errstr);
         sn_counter_inc(s->m.redis_errors);
         backoff(s, attempt++, stop);
     }
+    if (attempt && rc == 0)
+        sn_log_info("scorer", "alert state: Redis is back after %d retries", attempt);
     if (attempt) sn_consumer_pause(s->consumer, 0);
     return rc == SN_ERR_TRANSIENT ? 1 : rc;
 }

@@ -240,8 +240,9 @@ check "scorer survived the outage" kill -0 "$s4"
 stop_scorer "$s4"
 check "SIGTERM: exit 0 within 10 s" test $? -eq 0
 grep -E "pausing and retrying|Redis is back" "$work/score4.log" | sed 's/^/  log: /'
-check "the pause was logged" grep -q "features: .*pausing and retrying" "$work/score4.log"
-check "the resume was logged" grep -q "features: Redis is back after" "$work/score4.log"
+# whichever stage met the outage first: the features or the alert state
+check "the pause was logged" grep -Eq "(features|alert state): .*pausing and retrying" "$work/score4.log"
+check "the resume was logged" grep -Eq "(features|alert state): Redis is back after" "$work/score4.log"
 tool coverage --telemetry "$base-t4.tel" --scores "$base-t4.scores" --expect "$N4"
 check "Redis outage: every event scored" test $? -eq 0
 run t4-clean
