@@ -323,7 +323,8 @@ int sn_alerter_restore(sn_alerter_t *a, const sn_alert_record_t *const *recs,
             n->st = r->after;
             n->last_off = r->last_offset;
         }
-        if (n->st.open) a->stats.open_now++;
+        /* not an observation: the checkpoint's count includes it too */
+        if (n->st.open) a->stats.open_now++, a->saved.open_now++;
     }
     a->nwanted = 0;
     return 0;

@@ -376,3 +376,29 @@ Test(alerting, decided_offset_skips_unchanged_machines) {
     cr_assert_eq(sn_alerter_nwanted_partitions(a), 0, "exactly-once redoes, never skips");
     sn_alerter_destroy(a);
 }
+
+/* Exactly-once, a machine restored inside a batch that then aborts stays
+ * restored: the rollback keeps it, and counts it open. */
+Test(alerting, restore_then_rollback_counts_the_restored_incident) {
+    sn_alerter_t *a = make_mode(1);
+    sn_alert_record_t rec = {.partition = 0,
+                             .first_offset = 1,
+                             .last_offset = 2,
+                             .before = {.open = 1, .last_notify_ms = 0},
+                             .after = {.open = 1, .last_notify_ms = 0}};
+    sn_alerter_stats_t st;
+
+    sn_alerter_batch_begin(a);
+    sn_alerter_checkpoint(a);
+    cr_assert_eq(sn_alerter_want(a, "m1", 0, 10), 1);
+    cr_assert_eq(sn_alerter_restore(a, (const sn_alert_record_t *[]){&rec}, NULL), 0);
+    for (int i = 10; i < 13; i++) sn_alerter_observe_at(a, "m1", 0, i, i, 0.1, 0.5);
+    sn_alerter_stats(a, &st);
+    cr_assert_eq(st.open_now, 0, "resolved");
+    cr_assert_eq(sn_alerter_rollback(a), 0);
+    sn_alerter_stats(a, &st);
+    cr_assert_eq(st.open_now, 1, "the restored incident, open again");
+    cr_assert_eq(sn_alerter_observe_at(a, "m1", 0, 10, 10, 0.9, 0.5), SN_ALERTING_NONE,
+                 "open, in the cooldown: not a new OPEN");
+    sn_alerter_destroy(a);
+}
