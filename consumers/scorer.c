@@ -49,6 +49,7 @@ struct sn_scorer {
     int eos;           /* scorer.exactly.once: a transaction per batch */
     int in_txn;        /* a transaction is open */
     int aborts_in_row; /* backoff after repeated aborts */
+    int revoked;       /* partitions went since the last batch: forget the alert state */
     int64_t backoff_max_ms;
 
     /* batch scratch, sized for batch_max_records */
@@ -61,6 +62,13 @@ struct sn_scorer {
     uint8_t *flags;
     size_t *alert_row;      /* alert i is event alert_row[i] */
     sn_model_reason_t *why; /* TOP_FEATURES per alert */
+    const char **names;     /* alert state: machines loaded or stored, */
+    const char **texts;     /* their records' text, */
+    char *text_buf;         /* SN_ALERT_RECORD_MAX bytes per machine, */
+    sn_alert_record_t *recs;
+    const sn_alert_record_t **restored; /* and the parsed ones (NULL: none); */
+    int32_t *dparts;                    /* partitions and their decided offsets */
+    int64_t *decided;
 
     sn_scorer_stats_t stats;
     struct {
@@ -311,7 +319,8 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
                                        errstr_size)) != 0)
                 return rc;
         }
-        act = sn_alerter_observe(s->alerter, ev->machine_id, ev->ts_ms, s->scores[j], v->threshold);
+        act = sn_alerter_observe_at(s->alerter, ev->machine_id, r->partition, r->offset, ev->ts_ms,
+                                    s->scores[j], v->threshold);
         if (act == SN_ALERTING_NONE) continue;
         make_alert(s, b, j, act, &alerts[*nalerts]);
         s->alert_row[(*nalerts)++] = j;
@@ -329,11 +338,109 @@ static int stage_sinks(sn_scorer_t *s, const sn_batch_t *b, size_t n, sn_alert_t
     return 0;
 }
 
-/* Exactly-once: opens the batch's transaction and marks the alert state to go
- * back to if it aborts. Nothing to do at-least-once. */
+/* Reads the alert state of the batch's machines that the alerter does not
+ * know (first sight, or partitions moved since) from Redis in one round trip,
+ * retried like the features; a record that does not parse is logged and the
+ * machine starts without an incident rather than stopping the scorer on every
+ * restart. */
+static int stage_alert_load(sn_scorer_t *s, const sn_batch_t *b, size_t n, volatile int *stop,
+                            char *errstr, size_t errstr_size) {
+    size_t m, np;
+    int attempt = 0, rc = 0;
+
+    for (size_t j = 0; j < n; j++) {
+        const sn_record_t *r = &b->records[s->rec_of[j]];
+
+        if (sn_alerter_want(s->alerter, s->evs[j].machine_id, r->partition, r->offset) < 0)
+            return sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+    }
+    m = sn_alerter_nwanted(s->alerter);
+    np = sn_alerter_nwanted_partitions(s->alerter);
+    if (m + np == 0) return 0;
+    for (size_t i = 0; i < m; i++) s->names[i] = sn_alerter_wanted(s->alerter, i);
+    for (size_t i = 0; i < np; i++) s->dparts[i] = sn_alerter_wanted_partition(s->alerter, i);
+    while ((rc = sn_feature_redis_alert_load(
+                s->current->features, s->names, m, s->text_buf, SN_ALERT_RECORD_MAX, s->topic_in,
+                s->dparts, s->decided, np, errstr, errstr_size)) == SN_ERR_TRANSIENT &&
+           !*stop) {
+        if (attempt == 0) sn_log_warn("scorer", "alert state: %s; pausing and retrying", errstr);
+        sn_counter_inc(s->m.redis_errors);
+        backoff(s, attempt++, stop);
+    }
+    if (rc != 0) return rc;
+    if (attempt) {
+        sn_log_info("scorer", "alert state: Redis is back after %d retries", attempt);
+        sn_consumer_pause(s->consumer, 0);
+    }
+    for (size_t i = 0; i < m; i++) {
+        const char *text = &s->text_buf[i * SN_ALERT_RECORD_MAX];
+        char why[256];
+
+        s->restored[i] = NULL;
+        if (!*text) continue;
+        if (sn_alert_record_parse(text, &s->recs[i], why, sizeof(why)) != 0) {
+            sn_log_error("scorer", "machine %s: %s; starting it without an incident", s->names[i],
+                         why);
+            continue;
+        }
+        s->restored[i] = &s->recs[i];
+    }
+    return sn_alerter_restore(s->alerter, s->restored, s->decided) == 0
+               ? 0
+               : sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
+}
+
+/* Persists the state of the machines whose alert state the batch changed,
+ * with the batch's offsets, and at-least-once the batch's last offset per
+ * partition as decided, in one round trip retried like the features: before
+ * the offsets can count, so that a restart from them finds it. Returns 0, 1
+ * when stopping before it was stored, or an error. */
+static int store_alert_state(sn_scorer_t *s, const sn_batch_t *b, volatile int *stop, char *errstr,
+                             size_t errstr_size) {
+    int m = sn_alerter_nchanged(s->alerter), attempt = 0, rc;
+    size_t np = 0;
+
+    for (size_t i = 0; i < b->n && !s->eos; i++) {
+        size_t p = 0;
+
+        while (p < np && s->dparts[p] != b->records[i].partition) p++;
+        if (p == np) s->dparts[np++] = b->records[i].partition, s->decided[p] = -1;
+        if (b->records[i].offset > s->decided[p]) s->decided[p] = b->records[i].offset;
+    }
+    if (m < 0)
+        return sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                          "out of memory listing the alert state to persist");
+    for (int i = 0; i < m; i++) {
+        sn_alert_record_t rec;
+        char *text = &s->text_buf[(size_t)i * SN_ALERT_RECORD_MAX];
+
+        sn_alerter_changed(s->alerter, (size_t)i, &s->names[i], &rec);
+        (void)sn_alert_record_format(&rec, text, SN_ALERT_RECORD_MAX); /* always fits */
+        s->texts[i] = text;
+    }
+    while ((rc = sn_feature_redis_alert_store(s->current->features, s->names, s->texts, (size_t)m,
+                                              s->topic_in, s->dparts, s->decided, np, errstr,
+                                              errstr_size)) == SN_ERR_TRANSIENT &&
+           !*stop) {
+        if (attempt == 0) sn_log_warn("scorer", "alert state: %s; pausing and retrying", errstr);
+        sn_counter_inc(s->m.redis_errors);
+        backoff(s, attempt++, stop);
+    }
+    if (attempt && rc == 0)
+        sn_log_info("scorer", "alert state: Redis is back after %d retries", attempt);
+    if (attempt) sn_consumer_pause(s->consumer, 0);
+    return rc == SN_ERR_TRANSIENT ? 1 : rc;
+}
+
+/* Starts a batch of the alert state machine (after a rebalance, from what
+ * Redis holds). Exactly-once: opens the batch's transaction and marks the
+ * alert state to go back to if it aborts. */
 static int batch_begin(sn_scorer_t *s, char *errstr, size_t errstr_size) {
     int rc;
 
+    if (s->revoked) sn_alerter_forget(s->alerter);
+    s->revoked = 0;
+    sn_alerter_batch_begin(s->alerter);
     if (!s->eos) return 0;
     if ((rc = sn_producer_txn_begin(s->producer, errstr, errstr_size)) != 0) return rc;
     s->in_txn = 1;
@@ -364,6 +471,9 @@ static int stage_commit(sn_scorer_t *s, sn_batch_t *b, volatile int *stop, char 
     int attempt = 0, rc;
 
     if (s->eos) {
+        /* the alert state first: a commit that fails after it is redone from
+         * the state before the batch (sn_alerter_restore) */
+        if ((rc = store_alert_state(s, b, stop, errstr, errstr_size)) != 0) return rc;
         /* a revoked partition: abort (batch_redo), its new owner redoes it */
         if ((rc = sn_consumer_batch_offsets(s->consumer, b, &offs, errstr, errstr_size)) == 0 &&
             (rc = sn_producer_txn_commit(s->producer, offs, errstr, errstr_size)) != SN_ERR_FATAL)
@@ -388,6 +498,8 @@ static int stage_commit(sn_scorer_t *s, sn_batch_t *b, volatile int *stop, char 
                           "committing, the batch will be redelivered",
                           (unsigned long long)ps.failed, sn_producer_last_error(s->producer));
     if (ps.delivered != ps.enqueued) return 1; /* stopping while outputs are in flight */
+    /* the alert state after the alerts were acknowledged, before the offsets */
+    if ((rc = store_alert_state(s, b, stop, errstr, errstr_size)) != 0) return rc;
     /* fails only for a revoked partition: its records go to the new owner */
     (void)sn_consumer_commit_batch(s->consumer, b, errstr, errstr_size);
     return 0;
@@ -513,7 +625,9 @@ int sn_scorer_run(sn_scorer_t *s, volatile int *stop, char *errstr, size_t errst
         if (attempt) sn_consumer_pause(s->consumer, 0);
 
         /* sinks, then commit: the outputs acknowledged before the offsets
-         * are stored, or both in the batch's transaction */
+         * are stored, or both in the batch's transaction; the alert state
+         * read first, stored before the offsets */
+        if ((rc = stage_alert_load(s, &batch, (size_t)k, stop, errstr, errstr_size)) != 0) break;
         if ((rc = stage_sinks(s, &batch, (size_t)k, alerts, &nalerts, errstr, errstr_size)) == 0 &&
             (rc = sn_scorer_challenger_sinks(s->challenger, s->producer, &batch, s->evs, s->rec_of,
                                              (size_t)k, errstr, errstr_size)) == 0)
@@ -572,8 +686,16 @@ static int alloc_scratch(sn_scorer_t *s, size_t cap) {
     s->flags = calloc(cap, sizeof(*s->flags));
     s->alert_row = calloc(cap, sizeof(*s->alert_row));
     s->why = calloc(cap * TOP_FEATURES, sizeof(*s->why));
+    s->names = calloc(cap, sizeof(*s->names));
+    s->texts = calloc(cap, sizeof(*s->texts));
+    s->text_buf = calloc(cap, SN_ALERT_RECORD_MAX);
+    s->recs = calloc(cap, sizeof(*s->recs));
+    s->restored = calloc(cap, sizeof(*s->restored));
+    s->dparts = calloc(cap, sizeof(*s->dparts));
+    s->decided = calloc(cap, sizeof(*s->decided));
     return (s->evs && s->parts && s->offs && s->rec_of && s->x && s->scores && s->flags &&
-            s->alert_row && s->why)
+            s->alert_row && s->why && s->names && s->texts && s->text_buf && s->recs &&
+            s->restored && s->dparts && s->decided)
                ? 0
                : SN_ERR_NOMEM;
 }
@@ -613,6 +735,14 @@ static void register_metrics(sn_scorer_t *s, sn_metrics_t *reg) {
     s->m.model_info =
         sn_metrics_gauge_vec(reg, "sentinel_model_info", "1 for the model version in use.",
                              (const char *[]){"version"}, 1, 64);
+}
+
+/* Partitions going to another scorer: it may change their machines' alert
+ * state, so this one reads it again from Redis if they come back. */
+static void on_revoke(void *opaque, const char *topic, int32_t partition) {
+    (void)topic;
+    (void)partition;
+    ((sn_scorer_t *)opaque)->revoked = 1;
 }
 
 /* At-least-once: the idempotent producer. Exactly-once: a transactional one,
@@ -671,6 +801,8 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
     aopts.cooldown_ms = sn_conf_int(conf, "alert.cooldown.ms");
     aopts.resolve_after = (uint32_t)sn_conf_int(conf, "alert.resolve.after");
     aopts.max_open = (size_t)sn_conf_int(conf, "alert.max.open");
+    aopts.max_known = (size_t)sn_conf_int(conf, "alert.known.max");
+    aopts.redo_uncommitted = s->eos;
     if (!(s->alerter = sn_alerter_new(&aopts))) {
         sn_err_set(errstr, errstr_size, SN_ERR_NOMEM, "out of memory");
         goto fail;
@@ -685,6 +817,8 @@ sn_scorer_t *sn_scorer_new(const sn_conf_t *conf, const sn_scorer_opts_t *opts, 
     copts.batch_max_records = s->cap;
     copts.batch_max_ms = (int)sn_conf_int(conf, "scorer.batch.max.ms");
     copts.transactional = s->eos;
+    copts.on_revoke = on_revoke;
+    copts.opaque = s;
     if (!(s->consumer = sn_consumer_new(conf, &copts, errstr, errstr_size))) goto fail;
     register_metrics(s, opts->metrics);
     if (!(s->challenger =
@@ -740,5 +874,12 @@ void sn_scorer_destroy(sn_scorer_t *s) {
     free(s->flags);
     free(s->alert_row);
     free(s->why);
+    free(s->names);
+    free(s->texts);
+    free(s->text_buf);
+    free(s->recs);
+    free(s->restored);
+    free(s->dparts);
+    free(s->decided);
     free(s);
 }

@@ -45,5 +45,8 @@ const sn_conf_def_t sn_scorer_conf_defs[] = {
      "Consecutive events below the threshold that resolve an open incident."},
     {"alert.max.open", SN_CONF_INT, "100000", 1, 10000000, NULL, 0,
      "Open incidents tracked at most (memory bound); beyond it alerts are still sent."},
+    {"alert.known.max", SN_CONF_INT, "200000", 0, 100000000, NULL, 0,
+     "Machines without an open incident whose alert state is kept in memory (memory bound); "
+     "beyond it they are dropped between batches and read from Redis again when met."},
     SN_CONF_END,
 };

@@ -629,8 +629,8 @@ void sn_feature_redis_stats(const sn_feature_redis_t *r, sn_feature_redis_stats_
  * characters appear verbatim. The layout id keeps states of specs with a
  * different bucket layout apart (a model rollout with a new spec starts fresh
  * keys instead of misreading old records). */
-int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, char *buf,
-                         size_t size) {
+static int machine_key(const sn_feature_redis_t *r, const char *machine_id, const char *suffix,
+                       char *buf, size_t size) {
     char esc[SN_EVENT_ID_MAX * 3];
     size_t j = 0;
     int n;
@@ -646,9 +646,17 @@ int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, ch
         }
     }
     esc[j] = '\0';
-    n = snprintf(buf, size, "%s:{%s}:%08" PRIx32, r->prefix, esc, r->spec->layout_id);
+    n = snprintf(buf, size, "%s:{%s}:%s", r->prefix, esc, suffix);
     if (n < 0 || (size_t)n >= size) return SN_ERR_NOMEM;
     return n;
+}
+
+int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, char *buf,
+                         size_t size) {
+    char layout[16];
+
+    snprintf(layout, sizeof(layout), "%08" PRIx32, r->spec->layout_id);
+    return machine_key(r, machine_id, layout, buf, size);
 }
 
 /* ---- connection ---- */
@@ -1698,5 +1706,151 @@ int sn_feature_redis_apply_batch(sn_feature_redis_t *r, const sn_event_t *evs,
     rc = apply_batch(r, evs, partitions, offsets, n, out, errstr, errstr_size);
     sigpipe_restore(&g);
     if (rc == 0 && flags && n) memcpy(flags, r->eflags, n);
+    return rc;
+}
+
+/* ---- the scorer's alert state (consumers/alerting.h), next to the feature
+ * state: <prefix>:{<machine>}:alert, in the same hash slot, with the same
+ * TTL; and at-least-once each partition's decided offset,
+ * <prefix>:alert-decided:<topic>:<partition> */
+
+/* Keeps the stored record when it belongs to a later batch of the same
+ * partition (its first offset is higher): a late write from a scorer that
+ * lost the partition cannot undo its new owner's. A redone batch (the same
+ * first offset) overwrites. The record starts "a1 <partition> <first offset>"
+ * (consumers/alerting.c). A decided offset only grows. */
+static const char alert_script[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local p, f = string.match(cur, '^a1 (%d+) (%-?%d+) ')\n"
+    "  local np, nf = string.match(ARGV[1], '^a1 (%d+) (%-?%d+) ')\n"
+    "  if p and np and p == np and tonumber(f) > tonumber(nf) then return 0 end\n"
+    "  if not np and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "return 1\n";
+
+/* Key i of a pipeline: machine i, then partition i - n. */
+static int alert_key(const sn_feature_redis_t *r, const char *const *machines, size_t n,
+                     const char *topic, const int32_t *partitions, size_t i, char *buf,
+                     size_t size) {
+    int len;
+
+    if (i < n) return machine_key(r, machines[i], "alert", buf, size);
+    len = snprintf(buf, size, "%s:alert-decided:%s:%" PRId32, r->prefix, topic, partitions[i - n]);
+    return len < 0 || (size_t)len >= size ? SN_ERR_NOMEM : len;
+}
+
+/* One pipeline over n machines and np partitions: GETs (load: the records
+ * go to out, val_size bytes each, "" for none; the decided offsets to
+ * decided, -1 for none) or compare-and-set writes (vals and decided given).
+ * Every reply is read even after an error one, so the connection stays in
+ * step. */
+static int alert_pipeline(sn_feature_redis_t *r, int load, const char *const *machines,
+                          const char *const *vals, size_t n, char *out, size_t val_size,
+                          const char *topic, const int32_t *partitions, int64_t *decided, size_t np,
+                          char *errstr, size_t errstr_size) {
+    char key[SN_EVENT_ID_MAX * 3 + 320], ttl[24], num[24];
+    int rc = 0;
+
+    if (n + np > SN_FEATURE_REDIS_BATCH_MAX)
+        return sn_err_set(errstr, errstr_size, SN_ERR_INVALID, "alert state: %zu keys", n + np);
+    if (!r->ctx && (rc = conn_open(r, errstr, errstr_size)) != 0) return rc;
+    snprintf(ttl, sizeof(ttl), "%lld", r->ttl_s);
+    for (size_t i = 0; i < n + np; i++) {
+        const char *argv[6];
+        size_t lens[6];
+        int argc;
+
+        if (alert_key(r, machines, n, topic, partitions, i, key, sizeof(key)) < 0)
+            return sn_err_set(errstr, errstr_size, SN_ERR_INVALID,
+                              "alert state: bad machine id \"%.64s\" or topic",
+                              i < n ? machines[i] : "");
+        if (!load) {
+            if (i >= n) snprintf(num, sizeof(num), "%" PRId64, decided[i - n]);
+            argv[0] = "EVAL", argv[1] = alert_script, argv[2] = "1", argv[3] = key;
+            argv[4] = i < n ? vals[i] : num, argv[5] = ttl;
+            argc = 6;
+        } else {
+            argv[0] = "GET", argv[1] = key;
+            argc = 2;
+        }
+        for (int k = 0; k < argc; k++) lens[k] = strlen(argv[k]);
+        if (redisAppendCommandArgv(r->ctx, argc, argv, lens) != REDIS_OK) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "redis %s: alert state: %s",
+                            r->url, r->ctx->errstr);
+            conn_close(r);
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < n + np; i++) {
+        redisReply *rep = NULL;
+        char *end;
+
+        if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK || !rep) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_TRANSIENT, "redis %s: alert state: %s",
+                            r->url, r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+            conn_close(r);
+            return rc;
+        }
+        if (rep->type == REDIS_REPLY_ERROR) {
+            if (rc == 0)
+                rc = sn_err_set(errstr, errstr_size, reply_error_class(rep->str),
+                                "redis %s: alert state: %s", r->url, rep->str);
+        } else if (load && rep->type == REDIS_REPLY_NIL) {
+            if (i < n)
+                out[i * val_size] = '\0';
+            else
+                decided[i - n] = -1;
+        } else if (load && i < n && rep->type == REDIS_REPLY_STRING && rep->len < val_size) {
+            memcpy(&out[i * val_size], rep->str, rep->len);
+            out[i * val_size + rep->len] = '\0';
+        } else if (load && i >= n && rep->type == REDIS_REPLY_STRING && rep->len > 0 &&
+                   rep->len < 24) {
+            errno = 0;
+            decided[i - n] = strtoll(rep->str, &end, 10);
+            if ((errno || *end || decided[i - n] < -1) && rc == 0)
+                rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                                "redis %s: alert state: decided offset \"%s\" is not an offset",
+                                r->url, rep->str);
+        } else if (load && rc == 0) {
+            rc = sn_err_set(errstr, errstr_size, SN_ERR_FATAL,
+                            "redis %s: alert state: not a record (reply type %d)", r->url,
+                            rep->type);
+        }
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
+int sn_feature_redis_alert_load(sn_feature_redis_t *r, const char *const *machines, size_t n,
+                                char *vals, size_t val_size, const char *topic,
+                                const int32_t *partitions, int64_t *decided, size_t np,
+                                char *errstr, size_t errstr_size) {
+    struct sigpipe_guard g;
+    int rc;
+
+    if (n + np == 0) return 0;
+    sigpipe_block(&g);
+    rc = alert_pipeline(r, 1, machines, NULL, n, vals, val_size, topic, partitions, decided, np,
+                        errstr, errstr_size);
+    sigpipe_restore(&g);
+    if (rc == 0) r->stats.round_trips++;
+    return rc;
+}
+
+int sn_feature_redis_alert_store(sn_feature_redis_t *r, const char *const *machines,
+                                 const char *const *vals, size_t n, const char *topic,
+                                 const int32_t *partitions, const int64_t *decided, size_t np,
+                                 char *errstr, size_t errstr_size) {
+    struct sigpipe_guard g;
+    int rc;
+
+    if (n + np == 0) return 0;
+    sigpipe_block(&g);
+    rc = alert_pipeline(r, 0, machines, vals, n, NULL, 0, topic, partitions, (int64_t *)decided, np,
+                        errstr, errstr_size);
+    sigpipe_restore(&g);
+    if (rc == 0) r->stats.round_trips++;
     return rc;
 }

@@ -23,6 +23,9 @@
  * the events itself, with the same IEEE operations, and returns the pre-batch
  * state for C to replay. See scoring/features.md.
  *
+ * It also keeps the scorer's alert state records (sn_feature_redis_alert_*),
+ * next to each machine's feature state, on the same connection.
+ *
  * Only this module includes hiredis. Not thread-safe: one handle per thread. */
 #ifndef SN_FEATURE_REDIS_H
 #define SN_FEATURE_REDIS_H
@@ -104,6 +107,31 @@ int sn_feature_redis_apply_batch(sn_feature_redis_t *r, const sn_event_t *evs,
  * small. */
 int sn_feature_redis_key(const sn_feature_redis_t *r, const char *machine_id, char *buf,
                          size_t size);
+
+/* Reads the persisted alert state of n machines (ids borrowed),
+ * <prefix>:{<machine>}:alert, and the decided offsets of np partitions of
+ * topic (borrowed), <prefix>:alert-decided:<topic>:<partition>, in one
+ * pipelined round trip. vals (caller-owned, n * val_size bytes) gets each
+ * record's text, "" when there is none; decided (caller-owned, np) each
+ * offset, -1 when there is none. 0, or SN_ERR_TRANSIENT (retry, as for
+ * apply_batch), SN_ERR_INVALID for a bad id, SN_ERR_FATAL for a value that is
+ * not a record. */
+int sn_feature_redis_alert_load(sn_feature_redis_t *r, const char *const *machines, size_t n,
+                                char *vals, size_t val_size, const char *topic,
+                                const int32_t *partitions, int64_t *decided, size_t np,
+                                char *errstr, size_t errstr_size);
+
+/* Writes the alert state of n machines (ids and record texts borrowed) and
+ * then the decided offsets of np partitions of topic (all borrowed), in one
+ * pipelined round trip, each with feature.state.ttl.s. A stored record of a
+ * later batch of the same partition (a higher first offset) is kept, so a
+ * late write from a scorer that lost the partition cannot undo its new
+ * owner's; a decided offset only grows. Idempotent, so a retry after
+ * SN_ERR_TRANSIENT is safe. */
+int sn_feature_redis_alert_store(sn_feature_redis_t *r, const char *const *machines,
+                                 const char *const *vals, size_t n, const char *topic,
+                                 const int32_t *partitions, const int64_t *decided, size_t np,
+                                 char *errstr, size_t errstr_size);
 
 /* Keeps (on != 0) an undo record of each machine's last update in its hash,
  * so that a batch redone from the start of a machine's last update (an

@@ -12,13 +12,15 @@ checks can look at what a read_uncommitted reader sees.
   --isolation LEVEL dups --scores T --alerts T [--dlq T]
                                      duplicates as JSON: score records per source
                                      offset, alert ids, dead letters per source
-  --isolation LEVEL alerts --scores T --alerts T --card JSON [--restarts MS,...]
-                      [--offline CSV] --cooldown MS --resolve-after N
-                                     alerts == the state machine's on the committed
-                                     scores, reset at each restart; unique ids;
-                                     with --offline, the distance to an
-                                     uninterrupted run (alerts printed; scores
-                                     checked with --exact-scores)
+  --isolation LEVEL alerts --scores T --alerts T --card JSON [--dedup]
+                      [--offline CSV] [--exact-scores] --cooldown MS --resolve-after N
+                                     alerts == the uninterrupted state machine's on
+                                     the committed scores; unique ids; with
+                                     --offline and --exact-scores (or --dedup),
+                                     == the uninterrupted offline run's too
+  --isolation LEVEL alerts-equal --alerts T --ref T
+                                     two runs' alerts equal by id, a redelivery's
+                                     repeats of an id dropped (and identical)
 """
 import json
 import os
@@ -88,30 +90,34 @@ def cmd_dups(a):
 
 
 def cmd_alerts(a):
-    """The alerts against the state machine run again on the committed score
-    records, with the state lost at every restart (it lives in the scorer's
-    memory): equal, with unique ids. Then how far the scores (an error with
-    --exact-scores: a redone batch must score as its first attempt did) and
-    the alerts are from an uninterrupted offline run."""
+    """The alerts against the state machine run again, uninterrupted, on the
+    committed score records: equal, with unique ids (the alert state survives
+    restarts: README, Delivery semantics). With --offline, against the state
+    machine on the offline scores too: equal with --exact-scores (a redone
+    batch must score as its first attempt did, so every score is checked).
+    With --dedup (at-least-once), alerts with the same id (a redelivered
+    event's) count once, the first sent, and only the offline comparison is
+    made (the score records then hold redelivered duplicates)."""
     thr = json.load(open(a.card))["threshold"]["value"]
-    restarts = sorted(int(x) for x in a.restarts.split(",") if x) if a.restarts else []
     scores = st.load_scores(a.bootstrap, a.scores)
     scores.sort(key=lambda d: (d["source_partition"], d["source_offset"]))
-    # a machine's events are one partition's, in offset order; its state is
-    # keyed by the scorer incarnation that produced the record
-    seq = [((d["machine_id"], sum(1 for r in restarts if r < d["_ts"])), d["ts"], d["score"])
-           for d in scores]
-    exp = [(m, ts, state) for (m, _), ts, state in st.alert_machine(seq, thr, a.cooldown, a.resolve_after)]
-    got, ids = [], []
+    # a machine's events are one partition's, in offset order
+    exp = st.alert_machine([(d["machine_id"], d["ts"], d["score"]) for d in scores], thr,
+                           a.cooldown, a.resolve_after)
+    got, ids, seen = [], [], set()
     for _, _, _, _, v in read_all(a.bootstrap, a.alerts):
         d = st.decode_alert(v)
-        got.append((d["machine_id"], d["ts"], d["state"]))
         ids.append(d["id"])
+        if a.dedup and d["id"] in seen:
+            continue
+        seen.add(d["id"])
+        got.append((d["machine_id"], d["ts"], d["state"]))
     errors = []
-    if count_dups(ids):
+    if count_dups(ids) and not a.dedup:
         errors.append(f"{count_dups(ids)} duplicate alert ids")
-    if sorted(got) != sorted(exp):
-        errors.append(f"alerts differ: {len(got)} sent, {len(exp)} expected; sent only "
+    if not a.dedup and sorted(got) != sorted(exp):
+        errors.append(f"alerts differ from the uninterrupted state machine on the committed scores: "
+                      f"{len(got)} sent, {len(exp)} expected; sent only "
                       f"{sorted(set(got) - set(exp))[:3]}, expected only {sorted(set(exp) - set(got))[:3]}")
     info = ""
     if a.offline:
@@ -126,12 +132,49 @@ def cmd_alerts(a):
         exp_off = st.alert_machine(off, thr, a.cooldown, a.resolve_after)
         if a.exact_scores and over:
             errors.append(f"{over} scores differ from the offline ones")
+        if (a.exact_scores or a.dedup) and sorted(got) != sorted(exp_off):
+            errors.append(f"alerts differ from the uninterrupted offline run's: {len(got)} sent, "
+                          f"{len(exp_off)} expected; sent only {sorted(set(got) - set(exp_off))[:3]}, "
+                          f"expected only {sorted(set(exp_off) - set(got))[:3]}")
         info = (f"; vs an uninterrupted offline run: {over} of {len(diffs)} scores differ "
                 f"(max {max(diffs or [0]):.3g}), alerts {len(got)} sent vs {len(exp_off)} offline, "
                 f"{len(set(got) ^ set(exp_off))} differ")
-    print(f"  {ISOLATION}: {len(got)} alerts, {len(set(ids))} distinct ids, {len(exp)} from the state "
-          f"machine on the committed scores with {len(restarts)} restarts{info}")
+    print(f"  {ISOLATION}: {len(ids)} alerts, {len(set(ids))} distinct ids, {len(exp)} from the "
+          f"uninterrupted state machine on the committed scores{info}")
     for e in errors[:10]:
+        print("   ", e)
+    return 1 if errors else 0
+
+
+def cmd_alerts_equal(a):
+    """Two runs' alerts on the same telemetry (ids name the source offset):
+    equal as sets of (id, machine, time, state) after dropping the repeats of
+    an id that a redelivery sent again; a repeat that differs is an error."""
+    def load(topic):
+        out, dups, differ = {}, 0, 0
+        for _, _, _, _, v in read_all(a.bootstrap, topic):
+            d = st.decode_alert(v)
+            rec = (d["machine_id"], d["ts"], d["state"])
+            if d["id"] in out:
+                dups += 1
+                differ += out[d["id"]] != rec
+                continue
+            out[d["id"]] = rec
+        return out, dups, differ
+    got, dups, differ = load(a.alerts)
+    ref, ref_dups, _ = load(a.ref)
+    errors = []
+    if ref_dups:
+        errors.append(f"the reference run has {ref_dups} duplicate ids")
+    if differ:
+        errors.append(f"{differ} repeated ids with a different alert")
+    if got != ref:
+        only_got = sorted(set(got.items()) - set(ref.items()))
+        only_ref = sorted(set(ref.items()) - set(got.items()))
+        errors.append(f"alerts differ: {len(got)} vs {len(ref)} distinct; only here {only_got[:3]}, "
+                      f"only in the reference {only_ref[:3]}")
+    print(f"  {len(got) + dups} alerts ({dups} repeated ids) vs {len(ref)} in the uninterrupted run")
+    for e in errors:
         print("   ", e)
     return 1 if errors else 0
 
@@ -144,6 +187,15 @@ def main():
         argv = argv[2:]
     st.read_all = read_all
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    if argv and argv[0] == "alerts-equal":
+        import argparse
+        ap = argparse.ArgumentParser()
+        ap.add_argument("cmd")
+        ap.add_argument("--alerts", required=True)
+        ap.add_argument("--ref", required=True)
+        a = ap.parse_args(argv)
+        a.bootstrap = bootstrap
+        sys.exit(cmd_alerts_equal(a))
     if argv and argv[0] in ("dups", "alerts"):
         import argparse
         ap = argparse.ArgumentParser()
@@ -155,7 +207,8 @@ def main():
         ap.add_argument("--card")
         ap.add_argument("--cooldown", type=int, default=600000)
         ap.add_argument("--resolve-after", type=int, default=5)
-        ap.add_argument("--restarts", help="ms timestamps of the restarts, comma-separated")
+        ap.add_argument("--dedup", action="store_true",
+                        help="at-least-once: an alert id sent again counts once")
         ap.add_argument("--exact-scores", action="store_true", help="every score == the offline one")
         a = ap.parse_args(argv)
         a.bootstrap = bootstrap

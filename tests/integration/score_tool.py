@@ -555,6 +555,8 @@ def redis_state(url, prefix):
             break
     state = {}
     for k in keys:
+        if k.endswith(b":alert") or b":alert-decided:" in k:
+            continue  # the scorer's alert state (strings), not a feature state
         flat = r.call("HGETALL", k)
         h = {flat[i].decode(): flat[i + 1].hex() for i in range(0, len(flat), 2)}
         state[k.decode()[len(prefix):]] = h  # ":{machine}:layout"

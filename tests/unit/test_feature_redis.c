@@ -28,6 +28,8 @@
 #include "scoring/features.h"
 #include "scoring/scoring_conf.h"
 
+#define SN_ALERT_TEXT 192 /* consumers/alerting.h SN_ALERT_RECORD_MAX */
+
 /* ---- a private redis-server ---- */
 
 struct server {
@@ -879,3 +881,96 @@ Test(feature_redis, redo_of_the_last_batch_with_cache) { redo_last_batch("10000"
 Test(feature_redis, redo_of_the_last_batch_without_cache) { redo_last_batch("0", 1); }
 Test(feature_redis, redo_without_undo_is_a_redelivery) { redo_last_batch("10000", 0); }
 Test(feature_redis, stale_undo_record_is_not_used) { redo_last_batch("0", 2); }
+
+/* Loads the alert state of m1, m2 and partition 0's decided offset. */
+static void alert_load(sn_feature_redis_t *r, char vals[2][SN_ALERT_TEXT], int64_t *decided) {
+    const char *machines[] = {"m1", "m2"};
+    char errstr[256];
+
+    cr_assert_eq(sn_feature_redis_alert_load(r, machines, 2, &vals[0][0], SN_ALERT_TEXT,
+                                             "telemetry", (int32_t[]){0}, decided, 1, errstr,
+                                             sizeof(errstr)),
+                 0, "%s", errstr);
+}
+
+static void alert_store(sn_feature_redis_t *r, const char *text, int64_t decided) {
+    const char *machines[] = {"m1"}, *texts[] = {text};
+    char errstr[256];
+
+    cr_assert_eq(sn_feature_redis_alert_store(r, machines, texts, text ? 1 : 0, "telemetry",
+                                              (int32_t[]){0}, &decided, 1, errstr, sizeof(errstr)),
+                 0, "%s", errstr);
+}
+
+/* The scorer's alert state: records and decided offsets round-trip, a late
+ * write of an older batch is refused, a redo of the same batch and another
+ * partition's overwrite, the decided offset only grows, keys expire with the
+ * feature state, and a dead Redis is transient. */
+Test(feature_redis, alert_state_records) {
+    sn_feature_spec_t *spec = spec_new(test_spec);
+    sn_conf_t *conf;
+    sn_feature_redis_t *r;
+    char errstr[512], vals[2][SN_ALERT_TEXT];
+    int64_t decided = 7;
+    redisReply *rep;
+
+    server_start(&the_server);
+    conf = conf_new(&the_server, "10000", "2000");
+    r = sn_feature_redis_new(conf, spec, errstr, sizeof(errstr));
+    cr_assert_not_null(r, "%s", errstr);
+    alert_load(r, vals, &decided);
+    cr_expect_str_eq(vals[0], "");
+    cr_expect_str_eq(vals[1], "");
+    cr_expect_eq(decided, -1, "nothing stored");
+
+    alert_store(r, "a1 0 100 120 0 0 0 1 5 0", 130);
+    alert_load(r, vals, &decided);
+    cr_expect_str_eq(vals[0], "a1 0 100 120 0 0 0 1 5 0");
+    cr_expect_str_eq(vals[1], "");
+    cr_expect_eq(decided, 130);
+    alert_store(r, "a1 0 50 60 0 0 0 1 1 0", 120); /* a late write of older batches */
+    alert_load(r, vals, &decided);
+    cr_expect_str_eq(vals[0], "a1 0 100 120 0 0 0 1 5 0", "an older batch's record is refused");
+    cr_expect_eq(decided, 130, "the decided offset only grows");
+    alert_store(r, "a1 0 100 110 0 0 0 1 6 0", 140); /* the same batch, redone shorter */
+    alert_load(r, vals, &decided);
+    cr_expect_str_eq(vals[0], "a1 0 100 110 0 0 0 1 6 0");
+    cr_expect_eq(decided, 140);
+    alert_store(r, "a1 3 10 10 0 0 0 1 7 0", 140); /* the machine in another partition */
+    alert_load(r, vals, &decided);
+    cr_expect_str_eq(vals[0], "a1 3 10 10 0 0 0 1 7 0");
+
+    rep = cmd(&the_server, "TTL %s", "sn:{m1}:alert");
+    cr_expect(rep->type == REDIS_REPLY_INTEGER && rep->integer > 3500 && rep->integer <= 3600);
+    freeReplyObject(rep);
+    rep = cmd(&the_server, "GET %s", "sn:alert-decided:telemetry:0");
+    cr_expect(rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "140") == 0);
+    freeReplyObject(rep);
+    rep = cmd(&the_server, "SET %s 12x", "sn:alert-decided:telemetry:0");
+    freeReplyObject(rep);
+    cr_expect_eq(sn_feature_redis_alert_load(r, (const char *[]){"m1"}, 1, &vals[0][0],
+                                             SN_ALERT_TEXT, "telemetry", (int32_t[]){0}, &decided,
+                                             1, errstr, sizeof(errstr)),
+                 SN_ERR_FATAL, "not an offset");
+    cr_expect(strstr(errstr, "decided offset") != NULL, "%s", errstr);
+    cr_expect_eq(sn_feature_redis_alert_store(r, (const char *[]){""},
+                                              (const char *[]){"a1 0 1 1 0 0 0 0 0 0"}, 1,
+                                              "telemetry", NULL, NULL, 0, errstr, sizeof(errstr)),
+                 SN_ERR_INVALID, "an empty machine id");
+
+    server_kill(&the_server, SIGKILL);
+    cr_expect_eq(sn_feature_redis_alert_load(r, (const char *[]){"m1"}, 1, &vals[0][0],
+                                             SN_ALERT_TEXT, "telemetry", NULL, NULL, 0, errstr,
+                                             sizeof(errstr)),
+                 SN_ERR_TRANSIENT, "Redis down: %s", errstr);
+    server_start(&the_server); /* the append-only file brings the records back */
+    cr_expect_eq(sn_feature_redis_alert_load(r, (const char *[]){"m1"}, 1, &vals[0][0],
+                                             SN_ALERT_TEXT, "telemetry", NULL, NULL, 0, errstr,
+                                             sizeof(errstr)),
+                 0, "%s", errstr);
+    cr_expect_str_eq(vals[0], "a1 3 10 10 0 0 0 1 7 0");
+    sn_feature_redis_destroy(r);
+    sn_conf_destroy(conf);
+    sn_feature_spec_destroy(spec);
+    server_stop(&the_server);
+}
