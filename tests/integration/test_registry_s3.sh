@@ -141,6 +141,9 @@ echo "  concurrent trainings registered versions ${v3:-?} and ${v4:-?}"
 check "two concurrent trainings both registered (exit $r3, $r4)" test "$r3" = 0 -a "$r4" = 0
 check "... with distinct versions (${v3:-?} != ${v4:-?}), both above 2" \
   test -n "$v3" -a -n "$v4" -a "${v3:-0}" != "${v4:-0}" -a "${v3:-0}" -gt 2 -a "${v4:-0}" -gt 2
+# Colliding writers may skip a number (README): name the two by what they got.
+lo=$v3 hi=$v4
+[ "${v3:-0}" -gt "${v4:-0}" ] && lo=$v4 hi=$v3
 sentinel registry list "${X[@]}" >"$tmp/list.out" 2>&1
 sed 's/^/  /' "$tmp/list.out"
 check "registry list shows production on 1" grep -Eq '^1 .*production' "$tmp/list.out"
@@ -156,9 +159,9 @@ check "registry download production" sentinel registry download production "$tmp
 want=$("$SN_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"]["sha256"])' "$tmp/dl/card.json" 2>/dev/null)
 got=$(sha256sum "$tmp/dl/model.ubj" 2>/dev/null | cut -d' ' -f1)
 check "downloaded model.ubj matches its card's sha256" test -n "$want" -a "$want" = "$got"
-check "registry promote 3 (by hand)" sentinel registry promote 3 "${X[@]}"
+check "registry promote $lo (by hand)" sentinel registry promote "$lo" "${X[@]}"
 sentinel registry alias production "${X[@]}" >"$tmp/alias.out" 2>&1
-check "alias production -> 3 (before: 1)" grep -q '^production -> 3  (before: 1)' "$tmp/alias.out"
+check "alias production -> $lo (before: 1)" grep -q "^production -> $lo  (before: 1)" "$tmp/alias.out"
 sentinel registry rollback "${X[@]}" >"$tmp/rb.out" 2>&1
 check "registry rollback: production back on 1" grep -q "production rolled back to version 1" "$tmp/rb.out"
 sentinel registry rollback "${X[@]}" >"$tmp/rb2.out" 2>&1
@@ -169,13 +172,14 @@ sentinel registry show 99 "${X[@]}" >"$tmp/show99.out" 2>&1
 rc=$?
 check "registry show 99: exit 1 (got $rc), naming the URL" \
   test "$rc" = 1 -a -n "$(grep -F "$URL: no version 99" "$tmp/show99.out")"
-check "boto3 sees the documented layout (versions, claims, aliases, append-only history)" peer <<'EOF'
+check "boto3 sees the documented layout (versions, claims, aliases, append-only history)" peer "$lo" "$hi" <<'EOF'
 import sys, boto3
 ep, bucket, prefix = sys.argv[1:4]
+lo, hi = int(sys.argv[4]), int(sys.argv[5])
 s3 = boto3.client("s3", endpoint_url=ep)
 keys = {o["Key"][len(prefix) + 1:]: o for p in s3.get_paginator("list_objects_v2").paginate(
     Bucket=bucket, Prefix=prefix + "/sentinel/") for o in p.get("Contents", [])}
-for v in (1, 2, 3, 4):
+for v in (1, 2, lo, hi):
     for f in ("model.ubj", "card.json", "claim"):
         assert f"sentinel/versions/{v}/{f}" in keys, (v, f, sorted(keys))
     assert any(k.startswith(f"sentinel/versions/{v}/claims/") for k in keys), v
@@ -183,25 +187,25 @@ get = lambda k: s3.get_object(Bucket=bucket, Key=f"{prefix}/{k}")["Body"].read()
 assert get("sentinel/aliases/production") == "1\n", get("sentinel/aliases/production")
 assert get("sentinel/aliases/challenger") == "2\n"
 hist = sorted(k for k in keys if k.startswith("sentinel/aliases/production.history/"))
-# set 1, set 3 (pushes 1), rollback (pops): three moves, three objects
+# set 1, set lo (pushes 1), rollback (pops): three moves, three objects
 assert len(hist) == 3, hist
 assert [get(k) for k in hist] == ["", "1\n", ""], [get(k) for k in hist]
 print("  layout ok:", len(keys), "keys;", "production history", [h.rsplit("/", 1)[1] for h in hist])
 EOF
 
 # ---- 3. the scorer follows the alias in S3, and refuses a corrupted model
-peer <<'EOF'
+peer "$hi" <<'EOF'
 import sys, boto3
-ep, bucket, prefix = sys.argv[1:4]
+ep, bucket, prefix, hi = sys.argv[1:5]
 s3 = boto3.client("s3", endpoint_url=ep)
-k = f"{prefix}/sentinel/versions/4/model.ubj"
+k = f"{prefix}/sentinel/versions/{hi}/model.ubj"
 body = bytearray(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
 body[len(body) // 2] ^= 0xFF  # one flipped byte; the card still has the old sha256
 s3.put_object(Bucket=bucket, Key=k, Body=bytes(body))
 EOF
-sentinel registry download 4 "$tmp/dl4" "${X[@]}" >"$tmp/dl4.out" 2>&1
+sentinel registry download "$hi" "$tmp/dl4" "${X[@]}" >"$tmp/dl4.out" 2>&1
 rc=$?
-check "registry download of the corrupted version 4: exit 1 (got $rc)" test "$rc" = 1
+check "registry download of the corrupted version $hi: exit 1 (got $rc)" test "$rc" = 1
 sed 's/^/  /' "$tmp/dl4.out"
 check "... naming the SHA-256 mismatch" grep -q "model.ubj has SHA-256 .*the card expects" "$tmp/dl4.out"
 check "... and nothing written" test ! -e "$tmp/dl4/model.ubj"
@@ -218,12 +222,12 @@ wait_log() { # PATTERN: up to 30 s
   return 1
 }
 check "the scorer resolved production in S3 and loaded version 1" wait_log "model sentinel version 1 "
-sentinel registry promote 3 "${X[@]}" >/dev/null 2>&1
-check "promote 3: the scorer swapped to version 3" wait_log "model sentinel: version 3 replaces 1"
-sentinel registry promote 4 "${X[@]}" >/dev/null 2>&1
-check "promote the corrupted 4: refused, version 3 keeps serving" \
-  wait_log "model version 4 refused, version 3 keeps serving"
-grep -E "version 3 replaces|refused" "$tmp/score.log" | sed 's/^/  log: /'
+sentinel registry promote "$lo" "${X[@]}" >/dev/null 2>&1
+check "promote $lo: the scorer swapped to version $lo" wait_log "model sentinel: version $lo replaces 1"
+sentinel registry promote "$hi" "${X[@]}" >/dev/null 2>&1
+check "promote the corrupted $hi: refused, version $lo keeps serving" \
+  wait_log "model version $hi refused, version $lo keeps serving"
+grep -E "version $lo replaces|refused" "$tmp/score.log" | sed 's/^/  log: /'
 kill -TERM "$scorer" 2>/dev/null
 wait "$scorer"
 rc=$?
