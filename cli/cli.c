@@ -112,6 +112,19 @@ fail:
     return NULL;
 }
 
+/* Shared by train and drift (and their --start/--step). */
+int cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+
+    if (end == s || *end || v < 0) {
+        fprintf(stderr, "sentinel %s: %s expects a non-negative integer, got '%s'\n", cmd, opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* Shared by train and drift, which both take a time range. */
 int cli_parse_time(const char *cmd, const char *opt, const char *s, int64_t *out) {
     struct tm tm;

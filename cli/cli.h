@@ -45,6 +45,10 @@ void cli_alert_line(const struct sn_alert *alert, char *buf, size_t size);
  * ..." and returns -1. */
 int cli_parse_time(const char *cmd, const char *opt, const char *s, int64_t *out);
 
+/* Parses a non-negative decimal integer; on error prints "sentinel <cmd>:
+ * <opt> expects a non-negative integer, got '<s>'" and returns -1. */
+int cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t *out);
+
 /* 1 when s names an archive (file://... or s3://...), not a local file. */
 int cli_is_archive_url(const char *s);
 

@@ -80,27 +80,6 @@ static void usage(FILE *out) {
     cli_conf_usage(out);
 }
 
-static int parse_i64(const char *opt, const char *s, int64_t *out) {
-    char *end;
-    long long v;
-
-    v = strtoll(s, &end, 10);
-    if (end == s || *end || v < 0) {
-        fprintf(stderr, "sentinel drift: %s expects a non-negative integer, got '%s'\n", opt, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int view_field_index(void *opaque, const char *name) {
-    return sn_codec_field_index(opaque, name);
-}
-
-static int view_parse(void *opaque, int index, const char *text, double *out) {
-    return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
-}
-
 static int all_digits(const char *s) {
     if (!*s) return 0;
     for (; *s; s++)
@@ -276,10 +255,11 @@ static int parse_options(int argc, char **argv, struct drift_args *a) {
         case O_TSCOL: so->ts_column = optarg; break;
         case O_MID: so->machine_id = optarg; break;
         case O_START:
-            if (parse_i64("--start", optarg, &so->start_ms)) return -1;
+            if (cli_parse_i64("drift", "--start", optarg, &so->start_ms)) return -1;
             break;
         case O_STEP:
-            if (parse_i64("--step", optarg, &so->step_ms) || so->step_ms > 86400000) return -1;
+            if (cli_parse_i64("drift", "--step", optarg, &so->step_ms) || so->step_ms > 86400000)
+                return -1;
             break;
         case O_FROM:
             if (cli_parse_time("drift", "--from", optarg, &a->from_ms)) return -1;
@@ -369,8 +349,7 @@ static int open_input(struct drift_args *a, struct drift_run *run) {
               load_card(run->conf, a->card_path, a->model, run->version, errstr, sizeof(errstr))) ||
         !(run->codec = sn_codec_new(run->conf, errstr, sizeof(errstr))))
         goto fail;
-    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(run->codec), view_field_index,
-                                view_parse, run->codec};
+    view = sn_source_schema_of_codec(run->codec);
     a->so.key_field = sn_conf_str(run->conf, "schema.key.field");
     a->so.time_field = sn_conf_str(run->conf, "schema.time.field");
     if (a->so.kind == SN_SOURCE_ARCHIVE) {
@@ -383,8 +362,8 @@ static int open_input(struct drift_args *a, struct drift_run *run) {
     if (!(run->spec = sn_feature_spec_parse(sn_card_feature_spec(run->card),
                                             strlen(sn_card_feature_spec(run->card)), errstr,
                                             sizeof(errstr))) ||
-        sn_feature_spec_bind(run->spec, view_field_index, run->codec, errstr, sizeof(errstr)) !=
-            0 ||
+        sn_feature_spec_bind(run->spec, sn_source_codec_field_index, run->codec, errstr,
+                             sizeof(errstr)) != 0 ||
         !(run->fe = sn_features_new(run->spec, 0, errstr, sizeof(errstr))) ||
         !(run->drift = sn_drift_new(run->card, &run->dopts, errstr, sizeof(errstr))))
         goto fail;

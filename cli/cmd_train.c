@@ -69,29 +69,6 @@ static void usage(FILE *out) {
     cli_conf_usage(out);
 }
 
-static int parse_i64(const char *opt, const char *s, int64_t *out) {
-    char *end;
-    long long v;
-
-    v = strtoll(s, &end, 10);
-    if (end == s || *end || v < 0) {
-        fprintf(stderr, "sentinel train: %s expects a non-negative integer, got '%s'\n", opt, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* The source's schema view, answered by the codec: the trainer reads the
- * fields of the reader schema, as the producer and the scorer do. */
-static int view_field_index(void *opaque, const char *name) {
-    return sn_codec_field_index(opaque, name);
-}
-
-static int view_parse(void *opaque, int index, const char *text, double *out) {
-    return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
-}
-
 int cmd_train(int argc, char **argv) {
     enum {
         O_CSV = 256,
@@ -183,10 +160,11 @@ int cmd_train(int argc, char **argv) {
         case O_TSCOL: o.source.ts_column = optarg; break;
         case O_MID: o.source.machine_id = optarg; break;
         case O_START:
-            if (parse_i64("--start", optarg, &o.source.start_ms)) return SN_EXIT_USAGE;
+            if (cli_parse_i64("train", "--start", optarg, &o.source.start_ms)) return SN_EXIT_USAGE;
             break;
         case O_STEP:
-            if (parse_i64("--step", optarg, &o.source.step_ms) || o.source.step_ms > 86400000)
+            if (cli_parse_i64("train", "--step", optarg, &o.source.step_ms) ||
+                o.source.step_ms > 86400000)
                 return SN_EXIT_USAGE;
             break;
         case O_FAIL: o.failures_path = optarg; break;
@@ -263,8 +241,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "sentinel train: %s\n", errstr);
         goto out;
     }
-    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), view_field_index, view_parse,
-                                codec};
+    view = sn_source_schema_of_codec(codec);
     o.source.key_field = sn_conf_str(conf, "schema.key.field");
     o.source.time_field = sn_conf_str(conf, "schema.time.field");
     if (o.source.kind == SN_SOURCE_ARCHIVE) {

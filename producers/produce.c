@@ -22,15 +22,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The source's schema view, answered by the codec. */
-static int view_field_index(void *opaque, const char *name) {
-    return sn_codec_field_index(opaque, name);
-}
-
-static int view_parse(void *opaque, int index, const char *text, double *out) {
-    return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
-}
-
 static void progress_line(const sn_produce_result_t *r, double elapsed, int final) {
     fprintf(stderr, "\rproduce: %llu sent, %llu delivered, %llu failed, %llu bad, %.0f events/s%s",
             (unsigned long long)r->sent, (unsigned long long)r->delivered,
@@ -101,10 +92,7 @@ int sn_produce_run(const sn_conf_t *conf, const sn_produce_opts_t *opts, sn_prod
         rc = SN_ERR_INVALID;
         goto out;
     }
-    view.nfields = (uint32_t)sn_codec_nfields(codec);
-    view.field_index = view_field_index;
-    view.parse = view_parse;
-    view.opaque = codec;
+    view = sn_source_schema_of_codec(codec);
     sopts.key_field = sn_conf_str(conf, "schema.key.field");
     sopts.time_field = sn_conf_str(conf, "schema.time.field");
     sopts.limit = opts->count ? opts->skip + opts->count : 0;

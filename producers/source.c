@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "producers/source_archive.h"
+#include "schemas/codec.h"
 
 #define CSV_LINE_MAX (64 * 1024)
 #define CSV_COLS_MAX 256
@@ -619,4 +620,17 @@ int sn_source_next(sn_source_t *src, sn_event_t *ev, char *errstr, size_t errstr
 
 struct sn_source_archive *sn_source_archive(const sn_source_t *src) {
     return src->archive;
+}
+
+int sn_source_codec_field_index(void *codec, const char *name) {
+    return sn_codec_field_index(codec, name);
+}
+
+static int codec_parse(void *codec, int index, const char *text, double *out) {
+    return sn_codec_parse_value(codec, index, text, out, NULL, 0);
+}
+
+sn_source_schema_t sn_source_schema_of_codec(const sn_codec_t *codec) {
+    return (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), sn_source_codec_field_index,
+                                codec_parse, (void *)codec};
 }

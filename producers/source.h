@@ -28,6 +28,13 @@ typedef struct sn_source_schema {
     void *opaque;
 } sn_source_schema_t;
 
+/* The view every command uses: the codec's reader schema (codec borrowed,
+ * must outlive the view). Its field_index is also the shape
+ * sn_feature_spec_bind() takes: sn_source_codec_field_index. */
+struct sn_codec;
+sn_source_schema_t sn_source_schema_of_codec(const struct sn_codec *codec);
+int sn_source_codec_field_index(void *codec, const char *name);
+
 typedef struct sn_source sn_source_t;
 
 enum sn_source_kind {

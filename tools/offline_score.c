@@ -79,14 +79,6 @@ static void usage(FILE *out) {
             "SENTINEL_* environment), so the scorer's -X options can be passed as they are.\n");
 }
 
-static int view_field_index(void *opaque, const char *name) {
-    return sn_codec_field_index(opaque, name);
-}
-
-static int view_parse(void *opaque, int index, const char *text, double *out) {
-    return sn_codec_parse_value(opaque, index, text, out, NULL, 0);
-}
-
 static int parse_i64(const char *opt, const char *s, int64_t *out) {
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -190,7 +182,7 @@ static int load_model(const sn_conf_t *conf, sn_codec_t *codec, const char *want
         sn_card_verify_model(card, bytes, len, errstr, errstr_size) != 0 ||
         !(*spec = sn_feature_spec_parse(sn_card_feature_spec(card),
                                         strlen(sn_card_feature_spec(card)), errstr, errstr_size)) ||
-        sn_feature_spec_bind(*spec, view_field_index, codec, errstr, errstr_size) != 0 ||
+        sn_feature_spec_bind(*spec, sn_source_codec_field_index, codec, errstr, errstr_size) != 0 ||
         !(*model = sn_model_load(bytes, len, sn_feature_spec_nfeatures(*spec),
                                  (int)sn_conf_int(conf, "model.nthread"), errstr, errstr_size)))
         goto out;
@@ -351,8 +343,7 @@ int main(int argc, char **argv) {
     if (!(conf = conf_build(conf_file, x_args, nx))) goto out;
     rc = SN_EXIT_RUNTIME;
     if (!(codec = sn_codec_new(conf, errstr, sizeof(errstr)))) goto fail;
-    view = (sn_source_schema_t){(uint32_t)sn_codec_nfields(codec), view_field_index, view_parse,
-                                codec};
+    view = sn_source_schema_of_codec(codec);
     so.key_field = sn_conf_str(conf, "schema.key.field");
     so.time_field = sn_conf_str(conf, "schema.time.field");
     if (fout_path && !(fout = fopen(fout_path, "w"))) {
