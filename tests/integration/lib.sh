@@ -35,3 +35,26 @@ sn_done() {
   echo "$(basename "$0" .sh): $sn_pass passed, $sn_fail failed"
   [ "$sn_fail" -eq 0 ]
 }
+
+# sn_scorer_test NAME PREFIX: what the scorer tests share. The venv; the repo
+# as working directory (the scorer's default schema.dir is ./schemas); $work,
+# a scratch folder (kept with SN_KEEP=1); $pids, processes killed on exit;
+# $base, a unique prefix for topics, groups and Redis keys (the keys deleted on
+# exit); $t_start for timings.
+sn_scorer_test() {
+  sn_venv || { echo "$1: venv failed"; exit 1; }
+  cd "$SN_ROOT" || exit 1
+  work=$(mktemp -d)
+  pids=()
+  base=$(sn_topic "$2")
+  trap sn_scorer_test_cleanup EXIT
+  t_start=$SECONDS
+}
+
+sn_scorer_test_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  "$SN_PY" "$SN_ROOT/tests/integration/score_tool.py" redis-del "$REDIS_URL" "$base-*" >/dev/null 2>&1
+  if [ "${SN_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+}

@@ -32,20 +32,7 @@
 # run, default "1 2 3 4 5"); SN_KEEP=1 keeps the working folder (logs).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-sn_venv || { echo "test_score: venv failed"; exit 1; }
-cd "$SN_ROOT" || exit 1 # the scorer's default schema.dir is ./schemas
-work=$(mktemp -d)
-pids=()
-base=$(sn_topic score)
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  "$SN_PY" "$SN_ROOT/tests/integration/score_tool.py" redis-del "$REDIS_URL" "$base-*" >/dev/null 2>&1
-  if [ "${SN_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-t_start=$SECONDS
+sn_scorer_test test_score score # $work, $pids, $base, cleanup on exit
 tool() { "$SN_PY" "$SN_ROOT/tests/integration/score_tool.py" "$@"; }
 BUILD=$(dirname "$SN_BIN")
 START=1767225600000 STEP=60000 MACHINES=200
